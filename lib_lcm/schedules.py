@@ -1,0 +1,195 @@
+"""LCM and TCD timestep schedules, and their k-diffusion sigmas.
+
+The timesteps are exactly those of diffusers' `LCMScheduler.set_timesteps` and `TCDScheduler.set_timesteps`
+(diffusers >= 0.24): the distillation grid `t_n = n * k - 1` (`k = train_steps // original_steps`, the skipping
+step of LCM, arXiv 2310.04378) is reversed and `steps` evenly spaced indices are taken from it. Requests that
+diffusers rejects are rejected here too, with a `ValueError` that names the limit and the fix.
+
+k-diffusion works in sigmas, `sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)`, where the sample is
+`x = x_0 + sigma * eps`; diffusers' (variance preserving) sample at the same noise level is
+`x_t = x / sqrt(1 + sigma^2) = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * eps`.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+
+LCM_ORIGINAL_STEPS = 50
+"""Length of the distillation timestep grid of every published LCM / LCM-LoRA / TCD checkpoint (diffusers'
+`original_inference_steps` scheduler config default)."""
+
+
+def scaled_linear_alphas_cumprod(
+    beta_start: float = 0.00085, beta_end: float = 0.012, train_steps: int = 1000
+) -> torch.Tensor:
+    """Stable Diffusion's `scaled_linear` schedule: `alpha_bar_t = prod_{s<=t} (1 - beta_s)`, float32.
+
+    Computed as diffusers' `LCMScheduler` / `TCDScheduler` compute it (betas linear in sqrt space), so the values are
+    bit-identical to `LCMScheduler().alphas_cumprod`.
+    """
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, train_steps, dtype=torch.float32) ** 2
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def _check_request(steps, strength: float, original_steps, train_steps: int) -> None:
+    if not isinstance(train_steps, Integral) or train_steps < 1:
+        raise ValueError(f"train_steps must be a positive integer, got {train_steps!r}.")
+    if not isinstance(original_steps, Integral) or not 1 <= original_steps <= train_steps:
+        raise ValueError(
+            f"original_steps must be an integer from 1 to train_steps ({train_steps}), got {original_steps!r}:"
+            f" the distillation grid cannot be finer than the {train_steps} training timesteps."
+        )
+    if isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    if isinstance(strength, bool) or not isinstance(strength, Real) or not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength (denoising strength) must be in (0, 1], got {strength!r}.")
+
+
+def _evenly_spaced(origin_timesteps: np.ndarray, steps: int, limit: int, grid: str, strength: float) -> list[int]:
+    """Take `steps` evenly spaced entries of the reversed grid (diffusers' `floor(linspace(..., endpoint=False))`)."""
+    available = len(origin_timesteps)
+    if steps > available:
+        fix = f"use at most {available} steps"
+        if steps <= limit:
+            fix += f" or raise the denoising strength to at least {steps / limit:g}"
+        raise ValueError(
+            f"{steps} steps do not fit the {grid}: at strength {strength:g} it has only {available} timesteps;"
+            f" {fix}."
+        )
+    origin_timesteps = origin_timesteps[::-1]
+    indices = np.floor(np.linspace(0, available, num=steps, endpoint=False)).astype(np.int64)
+    return [int(t) for t in origin_timesteps[indices]]
+
+
+def lcm_timesteps(
+    steps: int, strength: float = 1.0, original_steps: int = LCM_ORIGINAL_STEPS, train_steps: int = 1000
+) -> list[int]:
+    """Timesteps of LCM multistep sampling, as diffusers' `LCMScheduler.set_timesteps(steps, strength=strength)`.
+
+    Args:
+        steps (`int`): number of sampling steps, at most `int(original_steps * strength)`.
+        strength (`float`, defaults to 1.0): img2img denoising strength in (0, 1]; keeps the first
+            `int(original_steps * strength)` timesteps of the distillation grid.
+        original_steps (`int`, defaults to 50): length of the distillation grid (diffusers'
+            `original_inference_steps`).
+        train_steps (`int`, defaults to 1000): number of training timesteps.
+
+    Returns:
+        `list[int]`: `steps` strictly decreasing timesteps in `[0, train_steps)`, e.g. 4 steps -> [999, 759, 499, 259].
+
+    Raises:
+        `ValueError`: for a request diffusers rejects (too many steps for the grid and strength) or a malformed one.
+    """
+    _check_request(steps, strength, original_steps, train_steps)
+    # 1. The distillation grid t_n = n * k - 1, n = 1..int(original_steps * strength).
+    k = train_steps // original_steps
+    origin_timesteps = np.arange(1, int(original_steps * strength) + 1) * k - 1
+    # 2. Evenly spaced indices into the reversed grid.
+    return _evenly_spaced(origin_timesteps, steps, original_steps, f"{original_steps}-step LCM schedule", strength)
+
+
+def tcd_timesteps(
+    steps: int,
+    strength: float = 1.0,
+    original_inference_steps: int | None = None,
+    train_steps: int = 1000,
+) -> list[int]:
+    """Timesteps of TCD sampling, as diffusers' `TCDScheduler.set_timesteps(steps, original_inference_steps, strength=...)`.
+
+    Args:
+        steps (`int`): number of sampling steps.
+        strength (`float`, defaults to 1.0): img2img denoising strength in (0, 1].
+        original_inference_steps (`int`, *optional*): as diffusers' argument of that name. `None` (what diffusers'
+            pipelines pass) uses the scheduler config's 50-step distillation grid, giving the LCM timesteps. An
+            integer switches to diffusers' "customised" schedule: any of the first `int(train_steps * strength)`
+            training timesteps, with `steps` capped at `original_inference_steps`.
+        train_steps (`int`, defaults to 1000): number of training timesteps.
+
+    Returns:
+        `list[int]`: `steps` strictly decreasing timesteps in `[0, train_steps)`.
+
+    Raises:
+        `ValueError`: for a request diffusers rejects or a malformed one.
+    """
+    if original_inference_steps is None:
+        return lcm_timesteps(steps, strength, LCM_ORIGINAL_STEPS, train_steps)
+    _check_request(steps, strength, 1, train_steps)
+    if isinstance(original_inference_steps, bool) or not isinstance(original_inference_steps, Integral):
+        raise ValueError(f"original_inference_steps must be an integer or None, got {original_inference_steps!r}.")
+    if steps > original_inference_steps:
+        raise ValueError(
+            f"{steps} steps exceed original_inference_steps={original_inference_steps}; use at most"
+            f" {original_inference_steps} steps or raise original_inference_steps."
+        )
+    # The customised grid is every training timestep below int(train_steps * strength).
+    origin_timesteps = np.arange(0, int(train_steps * strength))
+    return _evenly_spaced(origin_timesteps, steps, train_steps, f"{train_steps}-timestep TCD schedule", strength)
+
+
+def training_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """`sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)` for every training timestep t (ascending)."""
+    return ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
+
+
+def timestep_to_sigma(timestep: torch.Tensor | int | list[int], alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """k-diffusion sigma of integer training timestep(s), in the dtype and on the device of `alphas_cumprod`."""
+    timestep = torch.as_tensor(timestep, dtype=torch.long, device=alphas_cumprod.device)
+    return training_sigmas(alphas_cumprod[timestep])
+
+
+def sigma_to_timestep(sigma: torch.Tensor | float, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """Integer training timestep(s) whose sigma is nearest to `sigma` in log space (long tensor, `sigma`'s shape).
+
+    Exact for sigmas taken from the training table (neighbouring sigmas differ by > 0.5% for SD), so it inverts
+    `timestep_to_sigma` even in float32. Sigmas at or below the smallest training sigma, 0 included, map to 0.
+    """
+    sigmas = training_sigmas(alphas_cumprod)
+    sigma = torch.as_tensor(sigma, device=sigmas.device, dtype=sigmas.dtype)
+    log_sigma = sigma.clamp(min=sigmas[0]).log()
+    return (log_sigma[..., None] - sigmas.log()).abs().argmin(dim=-1)
+
+
+def _sigmas(timesteps: list[int], alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    sigmas = timestep_to_sigma(timesteps, alphas_cumprod)
+    return torch.cat([sigmas, sigmas.new_zeros([1])])
+
+
+def lcm_sigmas(
+    alphas_cumprod: torch.Tensor, steps: int, strength: float = 1.0, original_steps: int = LCM_ORIGINAL_STEPS
+) -> torch.Tensor:
+    """k-diffusion sigmas of `lcm_timesteps` (descending, with a trailing 0), for the model's `alphas_cumprod`."""
+    return _sigmas(lcm_timesteps(steps, strength, original_steps, len(alphas_cumprod)), alphas_cumprod)
+
+
+def tcd_sigmas(
+    alphas_cumprod: torch.Tensor, steps: int, strength: float = 1.0, original_inference_steps: int | None = None
+) -> torch.Tensor:
+    """k-diffusion sigmas of `tcd_timesteps` (descending, with a trailing 0), for the model's `alphas_cumprod`."""
+    return _sigmas(tcd_timesteps(steps, strength, original_inference_steps, len(alphas_cumprod)), alphas_cumprod)
+
+
+def tcd_intermediate_timestep(timestep_next: torch.Tensor, gamma: float) -> torch.Tensor:
+    """TCD's `s = floor((1 - gamma) * t_next)` (arXiv 2402.19159, strategic stochastic sampling).
+
+    Evaluated as diffusers' `TCDScheduler.step` evaluates it (a long tensor times a Python float, in torch's default
+    float dtype), so that a product landing next to an integer floors the same way.
+    """
+    timestep_next = torch.as_tensor(timestep_next, dtype=torch.long)
+    return torch.floor((1 - gamma) * timestep_next).to(torch.long)
+
+
+__all__ = [
+    "LCM_ORIGINAL_STEPS",
+    "lcm_sigmas",
+    "lcm_timesteps",
+    "scaled_linear_alphas_cumprod",
+    "sigma_to_timestep",
+    "tcd_intermediate_timestep",
+    "tcd_sigmas",
+    "tcd_timesteps",
+    "timestep_to_sigma",
+    "training_sigmas",
+]
