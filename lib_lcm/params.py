@@ -1,0 +1,138 @@
+"""The LCM-LoRA panel's parameters: one table for the panel, infotext, paste fields, the API and XYZ axes.
+
+The order of PARAMS is public API: `alwayson_scripts["LCM-LoRA"]["args"]` is positional in this order.
+API users may instead pass one dict (`"args": [{"enabled": true, "steps": 6}]`), which is immune to
+controls added later.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+MODES = ("LCM", "TCD")
+SCRIPT_TITLE = "LCM-LoRA"
+ELEM_PREFIX = "lcm_lora"
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str
+    label: str
+    default: object
+    kind: type
+    infotext: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+    info: str = ""
+
+    @property
+    def elem_id(self) -> str:
+        return f"{ELEM_PREFIX}_{self.key}"
+
+
+PARAMS = (
+    Param("enabled", "Enable LCM-LoRA", False, bool, infotext=None),
+    Param("steps", "Steps", 4, int, infotext=None, minimum=1, maximum=16, step=1,
+          info="2-8 is the useful range; 4 is the reference setting"),
+    Param("cfg_scale", "CFG", 1.0, float, infotext=None, minimum=1.0, maximum=2.5, step=0.1,
+          info="1 = fastest, negative prompt ignored"),
+    Param("weight", "LoRA weight", 1.0, float, infotext="LCM-LoRA weight", minimum=0.0, maximum=2.0, step=0.05),
+    Param("mode", "Sampler", "LCM", str, infotext="LCM-LoRA mode", choices=MODES),
+    Param("gamma", "TCD gamma", 0.3, float, infotext="TCD gamma", minimum=0.0, maximum=1.0, step=0.05,
+          info="TCD stochasticity: 0 = deterministic, 1 = fully stochastic"),
+)
+PARAM_KEYS = tuple(p.key for p in PARAMS)
+
+# Infotext key whose presence means "LCM-LoRA was on"; its value is the LoRA file stem used.
+INFOTEXT_VARIANT = "LCM-LoRA"
+INFOTEXT_WARNING = "LCM-LoRA warning"
+
+
+class SettingsError(ValueError):
+    """Bad arguments for the LCM-LoRA script, with a message naming the fix."""
+
+
+@dataclass(frozen=True)
+class LcmSettings:
+    enabled: bool = False
+    steps: int = 4
+    cfg_scale: float = 1.0
+    weight: float = 1.0
+    mode: str = "LCM"
+    gamma: float = 0.3
+    warnings: tuple = field(default=(), compare=False)
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "warnings"}
+
+
+def _coerce(param: Param, value):
+    if param.kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return value.strip().lower() in ("true", "1", "yes", "on")
+        raise SettingsError(f"LCM-LoRA: '{param.key}' must be true or false, got {value!r}")
+    if param.kind is str:
+        text = str(value).strip()
+        for choice in param.choices:
+            if text.lower() == choice.lower():
+                return choice
+        raise SettingsError(f"LCM-LoRA: '{param.key}' must be one of {', '.join(param.choices)}, got {value!r}")
+    if isinstance(value, bool) or value is None:
+        raise SettingsError(f"LCM-LoRA: '{param.key}' must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"LCM-LoRA: '{param.key}' must be a number, got {value!r}") from None
+    if number != number:  # NaN
+        raise SettingsError(f"LCM-LoRA: '{param.key}' must be a number, got NaN")
+    if param.kind is int:
+        if number != int(number):
+            raise SettingsError(f"LCM-LoRA: '{param.key}' must be a whole number, got {value!r}")
+        number = int(number)
+    if (param.minimum is not None and number < param.minimum) or (
+        param.maximum is not None and number > param.maximum
+    ):
+        raise SettingsError(
+            f"LCM-LoRA: '{param.key}' = {value!r} is outside {param.minimum:g}..{param.maximum:g}"
+        )
+    return number
+
+
+def parse_script_args(args, defaults: dict | None = None) -> LcmSettings:
+    """Turn the script's args (positional values in PARAMS order, or one dict) into validated settings.
+
+    `defaults` (e.g. from the WebUI's settings page) fill what the caller left out.
+    Raises SettingsError with a message that names the bad argument and the allowed values.
+    """
+    base = {p.key: p.default for p in PARAMS}
+    if defaults:
+        base.update({k: v for k, v in defaults.items() if k in base})
+    args = list(args or ())
+    if len(args) == 1 and isinstance(args[0], dict):
+        given = dict(args[0])
+        unknown = sorted(set(given) - set(PARAM_KEYS))
+        if unknown:
+            raise SettingsError(
+                f"LCM-LoRA: unknown argument(s) {', '.join(unknown)}; known: {', '.join(PARAM_KEYS)}"
+            )
+    else:
+        if len(args) > len(PARAMS):
+            raise SettingsError(
+                f"LCM-LoRA: got {len(args)} positional args, expected at most {len(PARAMS)} "
+                f"({', '.join(PARAM_KEYS)}), or one dict"
+            )
+        given = dict(zip(PARAM_KEYS, args, strict=False))
+    values = {p.key: _coerce(p, given.get(p.key, base[p.key])) for p in PARAMS}
+
+    warnings = []
+    if values["enabled"]:
+        if values["cfg_scale"] > 2:
+            warnings.append(f"CFG {values['cfg_scale']:g} > 2 over-saturates LCM-LoRA images; use 1-2")
+        if values["steps"] > 8:
+            warnings.append(f"{values['steps']} steps > 8 adds time but little quality with LCM-LoRA; use 2-8")
+    return LcmSettings(**values, warnings=tuple(warnings))

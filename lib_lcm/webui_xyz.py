@@ -1,0 +1,48 @@
+"""WebUI glue: X/Y/Z plot axes for LCM-LoRA (weight, steps, sampler mode, TCD gamma).
+
+An axis value lands in `p.lcm_lora_overrides`; the script merges it over the panel's values and an axis
+implies LCM-LoRA on (plotting an LCM axis with LCM off would plot nothing).
+"""
+from __future__ import annotations
+
+from lib_lcm.params import PARAMS
+
+AXES = (("weight", "LCM-LoRA weight"), ("steps", "LCM-LoRA steps"), ("mode", "LCM-LoRA mode"),
+        ("gamma", "LCM-LoRA TCD gamma"))
+
+
+def _setter(key):
+    def apply(p, value, _values):
+        overrides = dict(getattr(p, "lcm_lora_overrides", None) or {})
+        overrides[key] = value
+        overrides["enabled"] = True
+        p.lcm_lora_overrides = overrides
+    return apply
+
+
+def find_xyz_module():
+    from modules import scripts
+
+    for data in scripts.scripts_data:
+        if data.script_class.__module__ in ("xyz_grid.py", "scripts.xyz_grid") or data.path.endswith("xyz_grid.py"):
+            return data.module
+    return None
+
+
+def register_axes():
+    """Idempotent: re-running (Reload UI) never adds an axis twice."""
+    xyz = find_xyz_module()
+    if xyz is None:
+        return False
+    by_key = {param.key: param for param in PARAMS}
+    present = {axis.label for axis in xyz.axis_options}
+    for key, label in AXES:
+        if label in present:
+            continue
+        param = by_key[key]
+        if param.choices:
+            option = xyz.AxisOption(label, str, _setter(key), choices=lambda c=param.choices: list(c))
+        else:
+            option = xyz.AxisOption(label, param.kind, _setter(key))
+        xyz.axis_options.append(option)
+    return True
