@@ -1,0 +1,51 @@
+"""Test-only WebUI extension: counts UNet evaluations and records their timesteps.
+
+Installed by the e2e harness next to sd-webui-lcm-lora; never shipped. GET /lcm-test/v1/unet returns
+{"calls": forward calls, "rows": batch rows evaluated, "timesteps": first timestep of each call};
+POST /lcm-test/v1/unet/reset clears it.
+"""
+from modules import script_callbacks, scripts, shared
+
+COUNTS = {"calls": 0, "rows": 0, "timesteps": []}
+
+
+def _count(_module, args, kwargs):
+    x = args[0] if args else kwargs.get("x")
+    timesteps = args[1] if len(args) > 1 else kwargs.get("timesteps")
+    COUNTS["calls"] += 1
+    COUNTS["rows"] += int(x.shape[0])
+    if timesteps is not None:
+        COUNTS["timesteps"].append(round(float(timesteps.flatten()[0]), 3))
+
+
+def _install_hook():
+    unet = shared.sd_model.model.diffusion_model
+    if not getattr(unet, "_lcm_test_probe", False):
+        unet.register_forward_pre_hook(_count, with_kwargs=True)
+        unet._lcm_test_probe = True
+
+
+class LcmTestProbe(scripts.Script):
+    def title(self):
+        return "LCM test probe"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def process(self, p, *args):
+        _install_hook()
+
+
+def _routes(_demo, app):
+    def read():
+        return COUNTS
+
+    def reset():
+        COUNTS.update(calls=0, rows=0, timesteps=[])
+        return COUNTS
+
+    app.add_api_route("/lcm-test/v1/unet", read, methods=["GET"])
+    app.add_api_route("/lcm-test/v1/unet/reset", reset, methods=["POST"])
+
+
+script_callbacks.on_app_started(_routes)

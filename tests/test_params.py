@@ -1,0 +1,63 @@
+"""The parameter table and the script-argument parser (API positional order, dict form, clear errors)."""
+import pytest
+
+from lib_lcm.params import PARAM_KEYS, PARAMS, SettingsError, parse_script_args
+
+
+def test_positional_order_is_the_public_api_order():
+    assert PARAM_KEYS == ("enabled", "steps", "cfg_scale", "weight", "mode", "gamma")
+
+
+def test_defaults_match_the_table_and_are_off():
+    settings = parse_script_args([])
+    assert settings.as_dict() == {p.key: p.default for p in PARAMS}
+    assert settings.enabled is False
+
+
+def test_positional_and_dict_forms_agree():
+    positional = parse_script_args([True, 6, 1.5, 0.8, "TCD", 0.5])
+    keyword = parse_script_args([{"gamma": 0.5, "mode": "tcd", "weight": 0.8, "cfg_scale": 1.5, "steps": 6,
+                                  "enabled": True}])
+    assert positional == keyword
+    assert positional.mode == "TCD"
+
+
+def test_partial_positional_args_fill_from_defaults():
+    settings = parse_script_args([True, 8], defaults={"cfg_scale": 1.2, "weight": 0.9})
+    assert (settings.steps, settings.cfg_scale, settings.weight) == (8, 1.2, 0.9)
+
+
+def test_numbers_as_strings_and_whole_floats_are_accepted():
+    settings = parse_script_args([{"enabled": "true", "steps": "4", "cfg_scale": "1.0"}])
+    assert settings.enabled is True and settings.steps == 4 and isinstance(settings.steps, int)
+    assert parse_script_args([True, 4.0]).steps == 4
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ([{"stepz": 4}], "unknown argument(s) stepz"),
+        ([True, 0], "'steps' = 0 is outside 1..16"),
+        ([True, 17], "outside 1..16"),
+        ([True, 4.5], "whole number"),
+        ([True, 4, "abc"], "'cfg_scale' must be a number"),
+        ([True, 4, float("nan")], "NaN"),
+        ([True, 4, 1.0, 1.0, "DDIM"], "'mode' must be one of LCM, TCD"),
+        (["maybe"], "'enabled' must be true or false"),
+        ([True, 4, 1.0, 1.0, "LCM", 0.3, "extra"], "expected at most 6"),
+        ([True, None], "'steps' must be a number"),
+    ],
+)
+def test_bad_arguments_name_the_argument_and_the_allowed_values(args, fragment):
+    with pytest.raises(SettingsError) as info:
+        parse_script_args(args)
+    assert fragment in str(info.value)
+    assert str(info.value).startswith("LCM-LoRA:")
+
+
+def test_guard_rail_warnings_only_when_enabled_and_outside_the_useful_range():
+    assert parse_script_args([True, 4, 2.0]).warnings == ()
+    warned = parse_script_args([True, 12, 2.5])
+    assert len(warned.warnings) == 2
+    assert "CFG 2.5 > 2" in warned.warnings[0] and "12 steps > 8" in warned.warnings[1]
+    assert parse_script_args([False, 12, 2.5]).warnings == ()
