@@ -48,7 +48,9 @@ def _check_request(steps, strength: float, original_steps, train_steps: int) -> 
         raise ValueError(f"strength (denoising strength) must be in (0, 1], got {strength!r}.")
 
 
-def _evenly_spaced(origin_timesteps: np.ndarray, steps: int, limit: int, grid: str, strength: float) -> list[int]:
+def _evenly_spaced(
+    origin_timesteps: np.ndarray, steps: int, limit: int, grid: str, strength: float
+) -> list[int]:
     """Take `steps` evenly spaced entries of the reversed grid (diffusers' `floor(linspace(..., endpoint=False))`)."""
     available = len(origin_timesteps)
     if steps > available:
@@ -88,7 +90,9 @@ def lcm_timesteps(
     k = train_steps // original_steps
     origin_timesteps = np.arange(1, int(original_steps * strength) + 1) * k - 1
     # 2. Evenly spaced indices into the reversed grid.
-    return _evenly_spaced(origin_timesteps, steps, original_steps, f"{original_steps}-step LCM schedule", strength)
+    return _evenly_spaced(
+        origin_timesteps, steps, original_steps, f"{original_steps}-step LCM schedule", strength
+    )
 
 
 def tcd_timesteps(
@@ -118,7 +122,9 @@ def tcd_timesteps(
         return lcm_timesteps(steps, strength, LCM_ORIGINAL_STEPS, train_steps)
     _check_request(steps, strength, 1, train_steps)
     if isinstance(original_inference_steps, bool) or not isinstance(original_inference_steps, Integral):
-        raise ValueError(f"original_inference_steps must be an integer or None, got {original_inference_steps!r}.")
+        raise ValueError(
+            f"original_inference_steps must be an integer or None, got {original_inference_steps!r}."
+        )
     if steps > original_inference_steps:
         raise ValueError(
             f"{steps} steps exceed original_inference_steps={original_inference_steps}; use at most"
@@ -126,16 +132,19 @@ def tcd_timesteps(
         )
     # The customised grid is every training timestep below int(train_steps * strength).
     origin_timesteps = np.arange(0, int(train_steps * strength))
-    return _evenly_spaced(origin_timesteps, steps, train_steps, f"{train_steps}-timestep TCD schedule", strength)
+    return _evenly_spaced(
+        origin_timesteps, steps, train_steps, f"{train_steps}-timestep TCD schedule", strength
+    )
 
 
 def training_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """`sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)` for every training timestep t (ascending)."""
+    """`sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)` for every training timestep t (ascending), >= float32."""
+    alphas_cumprod = alphas_cumprod.to(torch.promote_types(alphas_cumprod.dtype, torch.float32))
     return ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
 
 
 def timestep_to_sigma(timestep: torch.Tensor | int | list[int], alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """k-diffusion sigma of integer training timestep(s), in the dtype and on the device of `alphas_cumprod`."""
+    """k-diffusion sigma of integer training timestep(s), on the device of `alphas_cumprod`."""
     timestep = torch.as_tensor(timestep, dtype=torch.long, device=alphas_cumprod.device)
     return training_sigmas(alphas_cumprod[timestep])
 
@@ -165,10 +174,15 @@ def lcm_sigmas(
 
 
 def tcd_sigmas(
-    alphas_cumprod: torch.Tensor, steps: int, strength: float = 1.0, original_inference_steps: int | None = None
+    alphas_cumprod: torch.Tensor,
+    steps: int,
+    strength: float = 1.0,
+    original_inference_steps: int | None = None,
 ) -> torch.Tensor:
     """k-diffusion sigmas of `tcd_timesteps` (descending, with a trailing 0), for the model's `alphas_cumprod`."""
-    return _sigmas(tcd_timesteps(steps, strength, original_inference_steps, len(alphas_cumprod)), alphas_cumprod)
+    return _sigmas(
+        tcd_timesteps(steps, strength, original_inference_steps, len(alphas_cumprod)), alphas_cumprod
+    )
 
 
 def tcd_intermediate_timestep(timestep_next: torch.Tensor, gamma: float) -> torch.Tensor:
