@@ -72,22 +72,17 @@ def _classes():
 
     from lib_lcm import sampling, schedules
 
-    class LcmCompVisDenoiser(k_diffusion.external.CompVisDenoiser):
-        """The host's eps denoiser at integer timesteps, plus LCM's boundary condition (c_skip, c_out)."""
-
-        def forward(self, input, sigma, **kwargs):
-            denoised = super().forward(input, sigma, **kwargs)
-            timestep = self.sigma_to_t(sigma).round()
-            return sampling.lcm_boundary_condition(denoised, input, sigma, timestep)
-
     class LcmCFGDenoiser(sd_samplers_cfg_denoiser.CFGDenoiser):
         boundary_condition = True
 
         @property
         def inner_model(self):
             if self.model_wrap is None:
-                cls = LcmCompVisDenoiser if self.boundary_condition else k_diffusion.external.CompVisDenoiser
-                self.model_wrap = cls(shared.sd_model, quantize=True)
+                # quantize=True: the UNet sees the integer timesteps the reference feeds it.
+                denoiser = k_diffusion.external.CompVisDenoiser(shared.sd_model, quantize=True)
+                if self.boundary_condition:
+                    denoiser = sampling.LCMDenoiser(denoiser, alphas_cumprod_of(denoiser))
+                self.model_wrap = denoiser
             return self.model_wrap
 
         def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
@@ -122,12 +117,8 @@ def _classes():
             self.model_wrap_cfg = self.cfg_denoiser(self)
             self.model_wrap = self.model_wrap_cfg.inner_model
 
-        def alphas_cumprod(self):
-            sigmas = self.model_wrap.sigmas.double()
-            return 1.0 / (1.0 + sigmas**2)
-
         def get_sigmas(self, p, steps, strength=1.0):
-            return self.make_sigmas(self.alphas_cumprod(), steps, strength=strength).float().cpu()
+            return self.make_sigmas(alphas_cumprod_of(self.model_wrap), steps, strength=strength).float().cpu()
 
         def sampler_kwargs(self, p, x):
             # The host swaps k_diffusion.sampling.torch for its seeded RNG in initialize(); this noise
@@ -187,9 +178,16 @@ def _classes():
         def sampler_kwargs(self, p, x):
             gamma = tcd_gamma(p)
             p.extra_generation_params["TCD gamma"] = gamma
-            return {**super().sampler_kwargs(p, x), "gamma": gamma}
+            return {**super().sampler_kwargs(p, x), "gamma": gamma,
+                    "alphas_cumprod": alphas_cumprod_of(self.model_wrap)}
 
     return LcmSampler, TcdSampler
+
+
+def alphas_cumprod_of(denoiser):
+    """The model's alpha_bar_t, read back from the denoiser's sigma table (whatever schedule the host loaded)."""
+    sigmas = denoiser.sigmas.double().cpu()
+    return 1.0 / (1.0 + sigmas**2)
 
 
 def tcd_gamma(p) -> float:

@@ -1,0 +1,170 @@
+"""The WebUI glue against a thin fake host (tests/fake_webui.py): UNet-call counts, schedule, CFG-1 skip,
+img2img strength semantics, sampler registration. The real host runs these paths in tests/e2e."""
+import pytest
+import torch
+
+from lib_lcm import sampling, schedules, webui_sampler
+from lib_lcm.webui_sampler import _OddStep, img2img_plan, uncond_pass_is_redundant
+from tests.fake_webui import FakeP, MultiCond, fake_webui
+
+BATCH = 2
+
+
+def conds(weights_per_image=((1.0,),)):
+    """Cond rows for a batch: image i gets one row per AND-weight."""
+    conds_list, row = [], 0
+    for weights in weights_per_image:
+        conds_list.append([(row + k, w) for k, w in enumerate(weights)])
+        row += len(weights)
+    tensor = torch.linspace(-1, 1, row)[:, None, None].expand(row, 3, 8).contiguous()
+    return MultiCond(conds_list, tensor), torch.zeros(len(weights_per_image), 3, 8)
+
+
+def run_txt2img(host, sampler_name, p, cond, uncond, seed=0):
+    data = host.sd_samplers.all_samplers_map[sampler_name]
+    sampler = data.constructor(host.sd_model)
+    sampler.config = data
+    torch.manual_seed(seed)
+    x = torch.randn(len(cond.conds_list), 4, 8, 8)
+    return sampler, sampler.sample(p, x, cond, uncond)
+
+
+@pytest.fixture
+def host():
+    with fake_webui() as fake:
+        webui_sampler.register_samplers()
+        yield fake
+
+
+def test_cfg1_runs_one_unet_row_per_image_per_step_at_the_reference_timesteps(host):
+    cond, uncond = conds(((1.0,),) * BATCH)
+    p = FakeP(cfg_scale=1.0, steps=4)
+    run_txt2img(host, "LCM-LoRA", p, cond, uncond)
+    assert host.sd_model.calls == [(BATCH, t) for t in (999, 759, 499, 259)]
+    assert "NGMS" not in p.extra_generation_params
+
+
+def test_cfg_above_1_runs_cond_and_uncond_rows(host):
+    cond, uncond = conds(((1.0,),) * BATCH)
+    run_txt2img(host, "LCM-LoRA", FakeP(cfg_scale=1.5, steps=4), cond, uncond)
+    assert host.sd_model.calls == [(2 * BATCH, t) for t in (999, 759, 499, 259)]
+
+
+def test_cfg1_skip_gives_the_same_image_as_running_the_uncond_pass(host):
+    cond, uncond = conds(((1.0,),) * BATCH)
+    _, skipped = run_txt2img(host, "LCM-LoRA", FakeP(cfg_scale=1.0), cond, uncond, seed=3)
+    assert {rows for rows, _ in host.sd_model.calls} == {BATCH}
+    host.sd_model.calls.clear()
+    # cfg_scale 1 + 1e-7 defeats the skip while guiding (numerically) the same.
+    _, full = run_txt2img(host, "LCM-LoRA", FakeP(cfg_scale=1.0 + 1e-7), cond, uncond, seed=3)
+    assert {rows for rows, _ in host.sd_model.calls} == {2 * BATCH}
+    torch.testing.assert_close(skipped, full, rtol=0, atol=1e-5)
+
+
+def test_glue_matches_lib_lcm_sampler_on_the_same_denoiser(host):
+    cond, uncond = conds(((1.0,),))
+    _, via_glue = run_txt2img(host, "LCM-LoRA", FakeP(cfg_scale=1.0, steps=4), cond, uncond, seed=5)
+
+    from tests.fake_webui import CompVisDenoiser
+
+    denoiser = CompVisDenoiser(host.sd_model, quantize=True)
+    alphas_cumprod = webui_sampler.alphas_cumprod_of(denoiser)
+    model = sampling.LCMDenoiser(denoiser, alphas_cumprod)
+    sigmas = schedules.lcm_sigmas(alphas_cumprod, 4).float()
+    torch.manual_seed(5)
+    x = torch.randn(1, 4, 8, 8) * sigmas[0]
+    direct = sampling.sample_lcm(lambda x, s: model(x, s, cond={"c_crossattn": [cond.tensor]}), x, sigmas,
+                                 disable=True)
+    torch.testing.assert_close(via_glue, direct, rtol=0, atol=1e-6)
+
+
+def test_and_prompts_skip_only_when_weights_sum_to_one(host):
+    halves, uncond = conds(((0.5, 0.5),))
+    run_txt2img(host, "LCM-LoRA", FakeP(cfg_scale=1.0), halves, uncond)
+    assert [rows for rows, _ in host.sd_model.calls] == [2] * 4  # two cond rows, no uncond row
+    host.sd_model.calls.clear()
+    heavy, uncond = conds(((0.7, 0.7),))
+    run_txt2img(host, "LCM-LoRA", FakeP(cfg_scale=1.0), heavy, uncond)
+    assert [rows for rows, _ in host.sd_model.calls] == [3] * 4  # uncond still needed
+
+
+def test_a_users_own_ngms_setting_survives_the_skip(host):
+    cond, uncond = conds()
+    p = FakeP(cfg_scale=1.0)
+    p.extra_generation_params["NGMS"] = 0.2
+    run_txt2img(host, "LCM-LoRA", p, cond, uncond)
+    assert p.extra_generation_params["NGMS"] == 0.2
+
+
+def test_step_counter_stays_a_plain_int(host):
+    cond, uncond = conds()
+    sampler, _ = run_txt2img(host, "LCM-LoRA", FakeP(cfg_scale=1.0), cond, uncond)
+    assert type(sampler.model_wrap_cfg.step) is int and sampler.model_wrap_cfg.step == 4
+
+
+def test_img2img_runs_every_step_from_the_strengths_noise_level(host):
+    data = host.sd_samplers.all_samplers_map["LCM-LoRA"]
+    sampler = data.constructor(host.sd_model)
+    sampler.config = data
+    cond, uncond = conds()
+    init = torch.randn(1, 4, 8, 8)
+    p = FakeP(cfg_scale=1.0, steps=4, denoising_strength=0.75)
+    sampler.sample_img2img(p, init, torch.randn_like(init), cond, uncond)
+    assert [t for _, t in host.sd_model.calls] == schedules.lcm_timesteps(4, strength=0.75)
+    assert len(host.sd_model.calls) == 4
+
+
+def test_img2img_with_too_little_strength_for_the_steps_runs_fewer_and_says_so(host):
+    data = host.sd_samplers.all_samplers_map["LCM-LoRA"]
+    sampler = data.constructor(host.sd_model)
+    sampler.config = data
+    cond, uncond = conds()
+    init = torch.randn(1, 4, 8, 8)
+    p = FakeP(cfg_scale=1.0, steps=8, denoising_strength=0.1)
+    sampler.sample_img2img(p, init, torch.randn_like(init), cond, uncond)
+    assert len(host.sd_model.calls) == 5
+    assert "allows at most 5" in p.extra_generation_params["LCM-LoRA warning"]
+
+
+def test_tcd_sampler_runs_and_records_gamma(host):
+    cond, uncond = conds()
+    p = FakeP(cfg_scale=1.0, steps=4, lcm_lora_gamma=0.5)
+    _, out = run_txt2img(host, "LCM-LoRA TCD", p, cond, uncond)
+    assert p.extra_generation_params["TCD gamma"] == 0.5
+    assert [t for _, t in host.sd_model.calls] == schedules.tcd_timesteps(4)
+    assert torch.isfinite(out).all()
+
+
+def test_registration_is_idempotent_and_undone(host):
+    webui_sampler.register_samplers()
+    names = [s.name for s in host.sd_samplers.all_samplers]
+    assert names.count("LCM-LoRA") == 1 and names.count("LCM-LoRA TCD") == 1
+    assert names[:2] == ["Euler a", "LCM"]  # the host's own entries are untouched
+    webui_sampler.unregister_samplers()
+    assert [s.name for s in host.sd_samplers.all_samplers] == ["Euler a", "LCM"]
+    assert set(host.sd_samplers.all_samplers_map) == {"Euler a", "LCM"}
+
+
+def test_odd_step_only_changes_parity():
+    step = _OddStep(4)
+    assert step % 2 == 1 and step == 4 and step / 2 == 2
+    assert type(step + 1) is int and step + 1 == 5
+
+
+@pytest.mark.parametrize("scale, weights, expected", [
+    (1.0, [[(0, 1.0)]], True),
+    (1.5, [[(0, 1.0)]], False),
+    (1.0, [[(0, 0.5), (1, 0.5)]], True),
+    (1.0, [[(0, 0.7), (1, 0.7)]], False),
+    (1.0, [[(0, 1.0)], [(1, 0.9)]], False),
+])
+def test_uncond_pass_is_redundant(scale, weights, expected):
+    assert uncond_pass_is_redundant(weights, scale) is expected
+
+
+def test_img2img_plan():
+    assert img2img_plan(4, 0.75) == (4, 0.75, None)
+    steps, _, warning = img2img_plan(8, 0.1)
+    assert steps == 5 and "at most 5" in warning
+    with pytest.raises(ValueError, match="strength >= 0.02"):
+        img2img_plan(4, 0.01)
