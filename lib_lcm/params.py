@@ -1,7 +1,7 @@
 """The LCM-LoRA panel's parameters: one table for the panel, infotext, paste fields, the API and XYZ axes.
 
 The order of PARAMS is public API: `alwayson_scripts["LCM-LoRA"]["args"]` is positional in this order.
-API users may instead pass one dict (`"args": [{"enabled": true, "steps": 6}]`), which is immune to
+API users may instead pass one dict as the first arg (`"args": [{"enabled": true, "steps": 6}]`), which is immune to
 controls added later.
 """
 from __future__ import annotations
@@ -113,7 +113,8 @@ def parse_script_args(args, defaults: dict | None = None) -> LcmSettings:
     if defaults:
         base.update({k: v for k, v in defaults.items() if k in base})
     args = list(args or ())
-    if len(args) == 1 and isinstance(args[0], dict):
+    if args and isinstance(args[0], dict):
+        # The API fills the positions after a dict with the panel's defaults: the dict alone speaks.
         given = dict(args[0])
         unknown = sorted(set(given) - set(PARAM_KEYS))
         if unknown:

@@ -22,6 +22,12 @@ def test_positional_and_dict_forms_agree():
     assert positional.mode == "TCD"
 
 
+def test_dict_form_ignores_the_defaults_the_api_fills_in_after_it():
+    # The WebUI's API pads a script's args with the UI defaults; with a dict first, those are not the user's.
+    settings = parse_script_args([{"enabled": True, "steps": 6}, False, 4, 1.0, 1.0, "LCM", 0.3])
+    assert settings.enabled is True and settings.steps == 6
+
+
 def test_partial_positional_args_fill_from_defaults():
     settings = parse_script_args([True, 8], defaults={"cfg_scale": 1.2, "weight": 0.9})
     assert (settings.steps, settings.cfg_scale, settings.weight) == (8, 1.2, 0.9)
