@@ -6,8 +6,25 @@ Public API (other modules code against these names):
 - detect_architecture(shapes) -> label.
 - detect_checkpoint(path) -> label (safetensors header; other formats -> "unknown").
 - lcm_variant_for(label) -> "sd15" | "sdxl" | "ssd1b" | None.
+
+Detection reads the UNet's block structure (levels, transformer blocks per block, whether the middle block
+has attention, linear or 1x1-conv transformer projections, class-embedding MLP, input channels), never
+absolute widths, so pruned-width or test-size models of the same structure are recognised too. The text
+encoder keys, where present, must agree with the UNet's family.
+
+Layouts understood: single-file LDM/SGM checkpoints as A1111 loads them (`model.diffusion_model.*`,
+`first_stage_model.*`, `cond_stage_model.*` or `conditioner.embedders.N.*`) and UNet-only files under
+`model.diffusion_model.` or `diffusion_model.`. Diffusers-format files (`down_blocks.*`, `unet.*`),
+LoRAs, and other model families (SD3, Flux, Stable Cascade, ...) have no LDM UNet: "unknown".
 """
 from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 ARCHITECTURES = (
     "sd1",
@@ -20,18 +37,215 @@ ARCHITECTURES = (
     "unknown",
 )
 
+_LCM_VARIANTS = {
+    "sd1": "sd15",
+    "sd1-inpaint": "sd15",
+    "sdxl": "sdxl",
+    "sdxl-inpaint": "sdxl",
+    "ssd1b": "ssd1b",
+}
 
-def read_safetensors_shapes(path):
-    raise NotImplementedError
+_UNET_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+
+# A safetensors header larger than this is not a model header (the format itself caps it at 100 MB).
+_MAX_HEADER_BYTES = 100_000_000
 
 
-def detect_architecture(shapes):
-    raise NotImplementedError
+def read_safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a .safetensors file's JSON header; tensor data is never read.
+
+    Layout: 8-byte little-endian header length N, then N bytes of JSON mapping each tensor name to
+    {"dtype", "shape", "data_offsets"} (plus an optional "__metadata__" entry, skipped here).
+
+    Raises:
+        ValueError: the file is not a safetensors file (bad length, not JSON, wrong structure).
+        OSError: the file cannot be opened or read.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{os.fspath(path)!r} is not a safetensors file: shorter than its 8-byte header length")
+        (length,) = struct.unpack("<Q", head)
+        if length < 2 or length > min(size - 8, _MAX_HEADER_BYTES):
+            raise ValueError(
+                f"{os.fspath(path)!r} is not a safetensors file: header length {length} does not fit a {size}-byte file"
+            )
+        raw = f.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{os.fspath(path)!r} is not a safetensors file: header is not JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{os.fspath(path)!r} is not a safetensors file: header is not a JSON object")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise ValueError(f"{os.fspath(path)!r} is not a safetensors file: entry {name!r} has no valid shape")
+        shapes[name] = tuple(shape)
+    return shapes
 
 
-def detect_checkpoint(path):
-    raise NotImplementedError
+@dataclass(frozen=True)
+class _UNetStructure:
+    """What decides the family; depths count transformer blocks per block (0 = no attention)."""
+
+    in_channels: int
+    input_depths: tuple[int, ...]  # input_blocks 1.. (downsamplers included, as 0)
+    middle_depth: int | None  # None: the middle block is a lone ResBlock
+    output_depths: tuple[int, ...]
+    linear_projection: bool  # SpatialTransformer proj_in is nn.Linear (SD2/SDXL), not a 1x1 conv (SD1)
+    class_embedding: bool  # label_emb: SDXL's size/pooled-text conditioning
+    context_dim: int  # attn2 key input width: the text encoder width the UNet expects
 
 
-def lcm_variant_for(architecture):
-    raise NotImplementedError
+# Signatures of the real UNets (transformer blocks per input/output block, middle block).
+_SD1_DEPTHS = ((1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 0), 1, (0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1))
+_SDXL_DEPTHS = ((0, 0, 0, 2, 2, 0, 10, 10), 10, (10, 10, 10, 2, 2, 2, 0, 0, 0))
+_SSD1B_DEPTHS = ((0, 0, 0, 2, 2, 0, 4, 4), None, (4, 4, 10, 2, 1, 1, 0, 0, 0))
+_REFINER_DEPTHS = ((0, 0, 0, 4, 4, 0, 4, 4, 0, 0, 0), 4, (0, 0, 0, 4, 4, 4, 4, 4, 4, 0, 0, 0))
+
+_BLOCK_RE = re.compile(r"(input_blocks|output_blocks)\.(\d+)\.")
+_INPUT_TB_RE = re.compile(r"input_blocks\.(\d+)\.1\.transformer_blocks\.(\d+)\.")
+_OUTPUT_TB_RE = re.compile(r"output_blocks\.(\d+)\.1\.transformer_blocks\.(\d+)\.")
+_MIDDLE_TB_RE = re.compile(r"middle_block\.1\.transformer_blocks\.(\d+)\.")
+
+
+def _unet_structure(shapes: Mapping[str, Sequence[int]]) -> _UNetStructure | None:
+    prefix = next((p for p in _UNET_PREFIXES if p + "input_blocks.0.0.weight" in shapes), None)
+    if prefix is None:
+        return None
+    unet = {k[len(prefix):]: tuple(v) for k, v in shapes.items() if k.startswith(prefix)}
+    conv_in = unet["input_blocks.0.0.weight"]
+    if len(conv_in) != 4:
+        return None
+
+    counts: dict[str, int] = {"input_blocks": 0, "output_blocks": 0}
+    for key in unet:
+        m = _BLOCK_RE.match(key)
+        if m:
+            counts[m.group(1)] = max(counts[m.group(1)], int(m.group(2)) + 1)
+    if counts["input_blocks"] < 2 or counts["output_blocks"] < 1:
+        return None
+
+    def depths(pattern: re.Pattern, n_blocks: int, first: int) -> tuple[int, ...]:
+        found = [0] * n_blocks
+        for key in unet:
+            m = pattern.match(key)
+            if m:
+                block, layer = int(m.group(1)), int(m.group(2))
+                found[block] = max(found[block], layer + 1)
+        return tuple(found[first:])
+
+    middle_layers = [int(m.group(1)) + 1 for k in unet if (m := _MIDDLE_TB_RE.match(k))]
+    if middle_layers:
+        middle_depth: int | None = max(middle_layers)
+    elif "middle_block.0.in_layers.0.weight" in unet and "middle_block.2.in_layers.0.weight" not in unet:
+        middle_depth = None
+    else:
+        return None
+
+    proj_in = [v for k, v in unet.items() if k.endswith(".proj_in.weight")]
+    to_k = [v for k, v in unet.items() if k.endswith(".attn2.to_k.weight")]
+    if not proj_in or not to_k:
+        return None
+    return _UNetStructure(
+        in_channels=conv_in[1],
+        input_depths=depths(_INPUT_TB_RE, counts["input_blocks"], 1),
+        middle_depth=middle_depth,
+        output_depths=depths(_OUTPUT_TB_RE, counts["output_blocks"], 0),
+        linear_projection=len(proj_in[0]) == 2,
+        class_embedding="label_emb.0.0.weight" in unet,
+        context_dim=to_k[0][1],
+    )
+
+
+def _text_width(shapes: Mapping[str, Sequence[int]], key: str) -> int | None:
+    shape = shapes.get(key)
+    return int(shape[-1]) if shape is not None and len(shape) == 2 else None
+
+
+def _sd_family(s: _UNetStructure, shapes: Mapping[str, Sequence[int]]) -> str:
+    if (s.input_depths, s.middle_depth, s.output_depths) != _SD1_DEPTHS:
+        return "unknown"
+    clip_l = _text_width(shapes, "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight")
+    open_clip = _text_width(shapes, "cond_stage_model.model.token_embedding.weight")
+    if clip_l is not None and open_clip is not None:
+        return "unknown"
+    if s.linear_projection:
+        if clip_l is not None or (open_clip is not None and open_clip != s.context_dim):
+            return "unknown"
+        return "sd2"  # SD2.x base, v-prediction, inpainting and depth share this UNet
+    if open_clip is not None or (clip_l is not None and clip_l != s.context_dim):
+        return "unknown"
+    return {4: "sd1", 9: "sd1-inpaint"}.get(s.in_channels, "unknown")
+
+
+def _sdxl_family(s: _UNetStructure, shapes: Mapping[str, Sequence[int]]) -> str:
+    if not s.linear_projection:
+        return "unknown"
+    depths = (s.input_depths, s.middle_depth, s.output_depths)
+    clip_l = _text_width(shapes, "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight")
+    big_g = _text_width(shapes, "conditioner.embedders.1.model.token_embedding.weight")
+    refiner_g = _text_width(shapes, "conditioner.embedders.0.model.token_embedding.weight")
+    has_encoders = any(w is not None for w in (clip_l, big_g, refiner_g))
+
+    if depths == _REFINER_DEPTHS:
+        if has_encoders and (refiner_g != s.context_dim or clip_l is not None or big_g is not None):
+            return "unknown"
+        return "sdxl-refiner" if s.in_channels == 4 else "unknown"
+
+    if depths not in (_SDXL_DEPTHS, _SSD1B_DEPTHS):
+        return "unknown"
+    # SDXL's cross-attention context is the CLIP-L and OpenCLIP-bigG hidden states concatenated.
+    if has_encoders and (clip_l is None or big_g is None or clip_l + big_g != s.context_dim):
+        return "unknown"
+    if depths == _SSD1B_DEPTHS:
+        return "ssd1b" if s.in_channels == 4 else "unknown"
+    return {4: "sdxl", 9: "sdxl-inpaint"}.get(s.in_channels, "unknown")
+
+
+def detect_architecture(shapes: Mapping[str, Sequence[int]]) -> str:
+    """Family label (one of ARCHITECTURES) of a checkpoint given as tensor name -> shape.
+
+    Args:
+        shapes: every tensor name of the file mapped to its shape (any int sequence; torch.Size works,
+            so `{k: v.shape for k, v in state_dict.items()}` does).
+
+    Returns:
+        "sd1" / "sd1-inpaint" (9 input channels) / "sd2" (SD2.x incl. v-prediction and its inpainting
+        and depth variants) / "sdxl" / "sdxl-inpaint" / "ssd1b" / "sdxl-refiner", or "unknown" for
+        anything else, including a structure that matches no family exactly (e.g. other pruned SDXLs)
+        and text encoders that do not fit the UNet.
+    """
+    s = _unet_structure(shapes)
+    if s is None:
+        return "unknown"
+    if s.class_embedding:
+        return _sdxl_family(s, shapes)
+    return _sd_family(s, shapes)
+
+
+def detect_checkpoint(path: str | os.PathLike) -> str:
+    """Family label of a checkpoint file, read from its safetensors header only.
+
+    Pickle-based formats (.ckpt, .pt, .bin) are never unpickled and, like any file that is not valid
+    safetensors, give "unknown". A missing or unreadable file raises OSError.
+    """
+    try:
+        shapes = read_safetensors_shapes(path)
+    except ValueError:
+        return "unknown"
+    return detect_architecture(shapes)
+
+
+def lcm_variant_for(architecture: str) -> str | None:
+    """The LCM-LoRA ("sd15", "sdxl", "ssd1b") made for a family, or None where none fits.
+
+    Inpainting checkpoints take their base model's LCM-LoRA (as the LCM-LoRA model card's inpainting
+    example does); SD2.x, the SDXL refiner and unknown models have none.
+    """
+    return _LCM_VARIANTS.get(architecture)
