@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import LCMScheduler, TCDScheduler
+from diffusers import LCMScheduler, TCDScheduler, UNet2DConditionModel
 
 from lib_lcm.sampling import LCMDenoiser, boundary_condition_scalings, sample_lcm, sample_tcd
 from lib_lcm.schedules import lcm_sigmas, sigma_to_timestep, tcd_sigmas
@@ -298,3 +298,64 @@ def test_default_noise_is_torch_randn_like(setup):
         noise_sampler=lambda s, sn: torch.randn_like(z),
     )
     assert torch.equal(default, explicit)
+
+
+@pytest.fixture(scope="module")
+def tiny_unet():
+    """A seeded, randomly initialised Stable-Diffusion-shaped UNet, small enough for CPU tests."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            cross_attention_dim=8,
+            norm_num_groups=4,
+            attention_head_dim=2,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        )
+    return unet.to(F64).eval()
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize(("kind", "steps"), [("lcm", 4), ("lcm", 1), ("tcd", 4), ("tcd", 8)])
+def test_unet_pipeline_with_cfg_matches_diffusers(tiny_unet, kind, steps, precision):
+    """diffusers' pipeline loop (CFG on eps) vs the WebUI's arrangement (CFG on the denoised of LCMDenoiser(unet))."""
+    alphas_cumprod = LCMScheduler().alphas_cumprod.to(F64)
+    g = torch.Generator().manual_seed(7)
+    cond, uncond = (torch.randn(SHAPE[0], 3, 8, generator=g, dtype=F64) for _ in range(2))
+    z = torch.randn(SHAPE, generator=g, dtype=F64)
+    guidance_scale = 1.5
+
+    def unet_eps(sample, timestep, context):
+        return tiny_unet(sample, timestep, encoder_hidden_states=context).sample
+
+    with torch.no_grad():
+        assert not torch.allclose(unet_eps(z, 999, cond), unet_eps(z, 999, uncond))  # CFG has an effect
+
+    def diffusers_cfg_eps(latents, t):
+        eps_uncond, eps_cond = unet_eps(torch.cat([latents] * 2), t, torch.cat([uncond, cond])).chunk(2)
+        return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+    denoiser = EpsDenoiser(unet_eps, alphas_cumprod)
+    if kind == "lcm":
+        denoiser = LCMDenoiser(denoiser, alphas_cumprod)
+
+    def webui_cfg_denoiser(x, sigma):
+        d_uncond, d_cond = denoiser(
+            torch.cat([x] * 2), torch.cat([sigma] * 2), context=torch.cat([uncond, cond])
+        ).chunk(2)
+        return d_uncond + guidance_scale * (d_cond - d_uncond)
+
+    step_kw = {"eta": 0.3} if kind == "tcd" else {}
+    with torch.no_grad():
+        reference = diffusers_loop(
+            reference_scheduler(kind, precision), diffusers_cfg_eps, z, steps, seed=3, **step_kw
+        )
+    sigmas = (lcm_sigmas if kind == "lcm" else tcd_sigmas)(alphas_cumprod, steps)
+    x = z * diffusers_start(sigmas[0])
+    extra = {"gamma": 0.3, "alphas_cumprod": alphas_cumprod} if kind == "tcd" else {}
+    sample = sample_lcm if kind == "lcm" else sample_tcd
+    ours = sample(webui_cfg_denoiser, x, sigmas, disable=True, noise_sampler=seeded_noise(3), **extra)
+    torch.testing.assert_close(ours, reference, **TOLERANCE[precision])
