@@ -60,7 +60,7 @@ def format_weight(weight) -> str:
     """
     if isinstance(weight, bool) or not isinstance(weight, (int, float)):
         raise TypeError(f"LCM-LoRA weight must be a number, got {weight!r}")
-    if not math.isfinite(weight) or abs(weight) >= MAX_ABS_WEIGHT:
+    if not abs(weight) < MAX_ABS_WEIGHT:  # also NaN, infinities and ints too large for a float
         raise ValueError(f"LCM-LoRA weight must be a finite number below {MAX_ABS_WEIGHT:g} in size, got {weight!r}")
     quantum = Decimal(1).scaleb(-WEIGHT_DECIMALS)
     digits = format(Decimal(abs(weight)).quantize(quantum, rounding=ROUND_HALF_UP), "f")
