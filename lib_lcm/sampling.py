@@ -149,16 +149,16 @@ def sample_tcd(
         denoised = model(x, sigmas[i] * s_in, **extra_args)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
-        # 2. Jump along the predicted noise to s (diffusers' pred_noised_sample).
+        # 2. x_s: jump along the predicted noise down to s (diffusers' pred_noised_sample).
         eps = (x - denoised) / sigmas[i]
         x = denoised + sigmas_s[i] * eps
         if sigmas[i + 1] == 0:
+            # diffusers ends on the timestep-0 sample itself, in its variance-preserving scaling.
             x = x / (1 + sigmas_s[i] ** 2).sqrt()
         elif gamma > 0:
             # 3. Re-noise from s back up to t_next.
-            x = x + (sigmas[i + 1] ** 2 - sigmas_s[i] ** 2).clamp(min=0).sqrt() * noise_sampler(
-                sigmas[i], sigmas[i + 1]
-            )
+            sigma_up = (sigmas[i + 1] ** 2 - sigmas_s[i] ** 2).clamp(min=0).sqrt()
+            x = x + sigma_up * noise_sampler(sigmas[i], sigmas[i + 1])
     return x
 
 

@@ -34,16 +34,13 @@ def scaled_linear_alphas_cumprod(
     return torch.cumprod(1.0 - betas, dim=0)
 
 
-def _check_request(steps, strength: float, original_steps, train_steps: int) -> None:
-    if not isinstance(train_steps, Integral) or train_steps < 1:
-        raise ValueError(f"train_steps must be a positive integer, got {train_steps!r}.")
-    if not isinstance(original_steps, Integral) or not 1 <= original_steps <= train_steps:
-        raise ValueError(
-            f"original_steps must be an integer from 1 to train_steps ({train_steps}), got {original_steps!r}:"
-            f" the distillation grid cannot be finer than the {train_steps} training timesteps."
-        )
-    if isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+def _check_integer(name: str, value, low: int, high: int | None = None, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low or (high and value > high):
+        bounds = f"from {low} to {high}" if high else f"of at least {low}"
+        raise ValueError(f"{name} must be an integer {bounds}, got {value!r}{why}.")
+
+
+def _check_strength(strength) -> None:
     if isinstance(strength, bool) or not isinstance(strength, Real) or not 0.0 < strength <= 1.0:
         raise ValueError(f"strength (denoising strength) must be in (0, 1], got {strength!r}.")
 
@@ -85,7 +82,16 @@ def lcm_timesteps(
     Raises:
         `ValueError`: for a request diffusers rejects (too many steps for the grid and strength) or a malformed one.
     """
-    _check_request(steps, strength, original_steps, train_steps)
+    _check_integer("train_steps", train_steps, 1)
+    _check_integer(
+        "original_steps",
+        original_steps,
+        1,
+        train_steps,
+        ": the distillation grid is a subset of the training timesteps",
+    )
+    _check_integer("steps", steps, 1)
+    _check_strength(strength)
     # 1. The distillation grid t_n = n * k - 1, n = 1..int(original_steps * strength).
     k = train_steps // original_steps
     origin_timesteps = np.arange(1, int(original_steps * strength) + 1) * k - 1
@@ -120,11 +126,10 @@ def tcd_timesteps(
     """
     if original_inference_steps is None:
         return lcm_timesteps(steps, strength, LCM_ORIGINAL_STEPS, train_steps)
-    _check_request(steps, strength, 1, train_steps)
-    if isinstance(original_inference_steps, bool) or not isinstance(original_inference_steps, Integral):
-        raise ValueError(
-            f"original_inference_steps must be an integer or None, got {original_inference_steps!r}."
-        )
+    _check_integer("train_steps", train_steps, 1)
+    _check_integer("original_inference_steps", original_inference_steps, 1)
+    _check_integer("steps", steps, 1)
+    _check_strength(strength)
     if steps > original_inference_steps:
         raise ValueError(
             f"{steps} steps exceed original_inference_steps={original_inference_steps}; use at most"
