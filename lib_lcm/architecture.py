@@ -131,18 +131,21 @@ def _unet_structure(shapes: Mapping[str, Sequence[int]]) -> _UNetStructure | Non
     if counts["input_blocks"] < 2 or counts["output_blocks"] < 1:
         return None
 
+    def depth(layers: set[int]) -> int:
+        # A gap in the numbering is no model we know: -1 matches no signature.
+        return len(layers) if layers == set(range(len(layers))) else -1
+
     def depths(pattern: re.Pattern, n_blocks: int, first: int) -> tuple[int, ...]:
-        found = [0] * n_blocks
+        found: list[set[int]] = [set() for _ in range(n_blocks)]
         for key in unet:
             m = pattern.match(key)
             if m:
-                block, layer = int(m.group(1)), int(m.group(2))
-                found[block] = max(found[block], layer + 1)
-        return tuple(found[first:])
+                found[int(m.group(1))].add(int(m.group(2)))
+        return tuple(depth(layers) for layers in found[first:])
 
-    middle_layers = [int(m.group(1)) + 1 for k in unet if (m := _MIDDLE_TB_RE.match(k))]
+    middle_layers = {int(m.group(1)) for k in unet if (m := _MIDDLE_TB_RE.match(k))}
     if middle_layers:
-        middle_depth: int | None = max(middle_layers)
+        middle_depth: int | None = depth(middle_layers)
     elif "middle_block.0.in_layers.0.weight" in unet and "middle_block.2.in_layers.0.weight" not in unet:
         middle_depth = None
     else:
@@ -168,8 +171,12 @@ def _text_width(shapes: Mapping[str, Sequence[int]], key: str) -> int | None:
     return int(shape[-1]) if shape is not None and len(shape) == 2 else None
 
 
+def _has_prefix(shapes: Mapping[str, Sequence[int]], prefix: str) -> bool:
+    return any(k.startswith(prefix) for k in shapes)
+
+
 def _sd_family(s: _UNetStructure, shapes: Mapping[str, Sequence[int]]) -> str:
-    if (s.input_depths, s.middle_depth, s.output_depths) != _SD1_DEPTHS:
+    if (s.input_depths, s.middle_depth, s.output_depths) != _SD1_DEPTHS or _has_prefix(shapes, "conditioner."):
         return "unknown"
     clip_l = _text_width(shapes, "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight")
     open_clip = _text_width(shapes, "cond_stage_model.model.token_embedding.weight")
@@ -185,7 +192,7 @@ def _sd_family(s: _UNetStructure, shapes: Mapping[str, Sequence[int]]) -> str:
 
 
 def _sdxl_family(s: _UNetStructure, shapes: Mapping[str, Sequence[int]]) -> str:
-    if not s.linear_projection:
+    if not s.linear_projection or _has_prefix(shapes, "cond_stage_model."):
         return "unknown"
     depths = (s.input_depths, s.middle_depth, s.output_depths)
     clip_l = _text_width(shapes, "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight")
