@@ -1,0 +1,192 @@
+"""Fixtures that run the real AUTOMATIC1111 WebUI (named by ``SD_WEBUI_DIR``) with this extension.
+
+One server per session and mode: ``webui`` (``--nowebui --api``) and ``webui_ui`` (gradio UI + ``--api``),
+each with its own temporary ``--data-dir`` holding the tiny fixture models, the tiny LCM-LoRAs under
+``models/Lora/LCM-LoRA/`` and this repository linked as ``extensions/sd-webui-lcm-lora``. Override
+``webui_args``/``webui_env``/``webui_extensions`` in a conftest to change what they start with, or call
+``webui_factory`` for a server of your own (stopped at the end of the session).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.webui import EXTENSION_NAME, REPO_ROOT, DataDir, Installation, WebUIClient, WebUIServer
+from tests.fixtures import tiny
+
+SKIP_REASON = "e2e: set SD_WEBUI_DIR (a prepared WebUI checkout) and SD_WEBUI_PYTHON to run the real-WebUI tests"
+E2E_DIR = Path(__file__).resolve().parent
+PROBE_EXTENSION = E2E_DIR / "probe_extension"
+
+# Variant id -> the tiny fixture's LoRA file (named like the released files).
+TINY_LCM_LORAS = {
+    "sd15": tiny.LCM_LORA_FILES["sd1"],
+    "sdxl": tiny.LCM_LORA_FILES["sdxl"],
+    "ssd1b": tiny.LCM_LORA_FILES["ssd1b"],
+}
+
+
+def _require_installation() -> Installation:
+    installation = Installation.from_env()
+    if installation is None:
+        pytest.skip(SKIP_REASON)
+    return installation
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Raised here rather than by a fixture or mark so that all skips share one location: one summary line.
+    if not os.environ.get("SD_WEBUI_DIR"):
+        pytest.skip(SKIP_REASON)
+
+
+@pytest.fixture(scope="session")
+def webui_installation() -> Installation:
+    """The prepared WebUI checkout and its python."""
+    return _require_installation()
+
+
+def _is_e2e(node) -> bool:
+    path = getattr(node, "path", None)
+    return path is not None and E2E_DIR in Path(path).resolve().parents
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _is_e2e(item):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cross_attention_width(path: Path) -> int | None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        for key in f.keys():
+            if key.endswith("attn2_to_k.lora_down.weight"):
+                return int(f.get_slice(key).get_shape()[-1])
+    return None
+
+
+def tiny_registry(shipped: Mapping, loras: Mapping[str, Path]) -> dict:
+    """The shipped registry with each variant's file replaced by its tiny stand-in: size and sha256 of the
+    tiny file, its cross-attention width, and verified (a fixed 40-hex revision where the shipped one is a branch)."""
+    registry = json.loads(json.dumps(shipped))
+    for variant, path in loras.items():
+        entry = registry["variants"][variant]
+        entry.update(size=path.stat().st_size, sha256=_sha256(path), verified=True)
+        if not re.fullmatch(r"[0-9a-f]{40}", entry.get("revision", "")):
+            entry["revision"] = "0" * 40
+        width = _cross_attention_width(path)
+        if width:
+            entry["context_dim"] = width
+    return registry
+
+
+@pytest.fixture(scope="session")
+def tiny_webui_models(tmp_path_factory) -> dict:
+    """Tiny checkpoints, LoRAs (relative Lora-folder name -> file) and the registry JSON describing them."""
+    models = tiny.cached()
+    loras = {f"LCM-LoRA/{name}": models.lora_dir / name for name in TINY_LCM_LORAS.values()}
+    loras[tiny.STYLE_LORA_FILE] = models.style_lora
+    shipped = json.loads((REPO_ROOT / "lib_lcm" / "weights_registry.json").read_text())
+    registry_path = tmp_path_factory.mktemp("registry") / "weights_registry.json"
+    registry = tiny_registry(shipped, {v: models.lora_dir / name for v, name in TINY_LCM_LORAS.items()})
+    registry_path.write_text(json.dumps(registry, indent=2))
+    return {
+        "models": models,
+        "checkpoints": [models.sd15, models.sd15_inpainting],
+        "loras": loras,
+        "registry": registry_path,
+    }
+
+
+@pytest.fixture(scope="session")
+def webui_args() -> Sequence[str]:
+    """Extra ``launch.py`` arguments for the session servers."""
+    return ()
+
+
+@pytest.fixture(scope="session")
+def webui_env(tiny_webui_models) -> Mapping[str, str]:
+    """Extra environment for the session servers."""
+    return {"LCM_LORA_REGISTRY": str(tiny_webui_models["registry"])}
+
+
+@pytest.fixture(scope="session")
+def webui_extensions() -> Mapping[str, Path]:
+    """Extensions linked into each data dir: this repository and the test-only UNet probe."""
+    extensions = {EXTENSION_NAME: REPO_ROOT}
+    if PROBE_EXTENSION.is_dir():
+        extensions["lcm-test-probe"] = PROBE_EXTENSION
+    return extensions
+
+
+@pytest.fixture(scope="session")
+def webui_factory(tmp_path_factory, webui_installation, tiny_webui_models, webui_env) -> Iterator[Callable[..., WebUIServer]]:
+    """``start(ui=False, args=(), env=None, extensions=None, checkpoints=None) -> WebUIServer``: prepare and
+    start a server with a fresh data dir; every server started is stopped at the end of the session."""
+    installation = webui_installation
+    servers: list[WebUIServer] = []
+
+    def start(
+        ui: bool = False,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Path] | None = None,
+        checkpoints: Sequence[Path] | None = None,
+    ) -> WebUIServer:
+        root = tmp_path_factory.mktemp("webui-data")
+        data_dir = DataDir.create(
+            root / "data",
+            checkpoints or tiny_webui_models["checkpoints"],
+            tiny_webui_models["loras"],
+            extensions={EXTENSION_NAME: REPO_ROOT} if extensions is None else extensions,
+        )
+        server = WebUIServer(installation, data_dir, ui=ui, extra_args=tuple(args), extra_env={**webui_env, **(env or {})})
+        servers.append(server)
+        server.prepare()
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def webui_server(webui_factory, webui_args, webui_extensions) -> WebUIServer:
+    """The session's API-only server (``--nowebui --api``)."""
+    return webui_factory(args=webui_args, extensions=webui_extensions)
+
+
+@pytest.fixture(scope="session")
+def webui(webui_server) -> WebUIClient:
+    """Client of the session's API-only server; ``webui_server`` has its log and timings."""
+    return webui_server.client()
+
+
+@pytest.fixture(scope="session")
+def webui_ui_server(webui_factory, webui_args, webui_extensions) -> WebUIServer:
+    """The session's server with the gradio UI (and ``--api``), for browser tests."""
+    return webui_factory(ui=True, args=webui_args, extensions=webui_extensions)
+
+
+@pytest.fixture(scope="session")
+def webui_ui(webui_ui_server) -> WebUIClient:
+    return webui_ui_server.client()
+

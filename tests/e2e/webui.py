@@ -1,0 +1,318 @@
+"""Start a real AUTOMATIC1111 WebUI for the end-to-end tests and talk to it over HTTP.
+
+Stdlib + Pillow only (the test process runs the project's python, the WebUI runs its own venv).
+The server is a separate process group on 127.0.0.1, so stopping it also stops anything it spawned.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXTENSION_NAME = "sd-webui-lcm-lora"
+
+# Flags for a CPU-only, offline start; the checkpoint and the port are added per server.
+BASE_ARGS = (
+    "--skip-torch-cuda-test",
+    "--use-cpu", "all",
+    "--no-half",
+    "--precision", "full",
+    "--do-not-download-clip",
+    "--no-download-sd-model",
+    "--server-name", "127.0.0.1",
+)
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "COMMANDLINE_ARGS": "",
+}
+
+
+class WebUIError(RuntimeError):
+    """The WebUI could not be prepared/started, or answered an HTTP error."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Installation:
+    """A prepared WebUI checkout and the python of its venv."""
+
+    webui_dir: Path
+    python: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Installation | None:
+        """``SD_WEBUI_DIR`` (required) and ``SD_WEBUI_PYTHON`` (default ``$SD_WEBUI_DIR/venv/bin/python``)."""
+        webui_dir = environ.get("SD_WEBUI_DIR")
+        if not webui_dir:
+            return None
+        python = environ.get("SD_WEBUI_PYTHON") or str(Path(webui_dir) / "venv" / "bin" / "python")
+        installation = cls(Path(webui_dir).resolve(), Path(python))
+        if not (installation.webui_dir / "launch.py").is_file():
+            raise WebUIError(f"SD_WEBUI_DIR={webui_dir} has no launch.py: not a WebUI checkout")
+        if not installation.python.is_file():
+            raise WebUIError(f"WebUI python {python} does not exist (set SD_WEBUI_PYTHON)")
+        return installation
+
+
+@dataclass
+class DataDir:
+    """A WebUI ``--data-dir``: extensions, models, config and outputs of one server.
+
+    Args:
+        root: the folder (created).
+        checkpoint: the checkpoint to load with ``--ckpt`` (already inside ``root``).
+    """
+
+    root: Path
+    checkpoint: Path
+
+    @classmethod
+    def create(
+        cls,
+        root: Path,
+        checkpoints: Sequence[Path],
+        loras: Mapping[str, Path],
+        extensions: Mapping[str, Path] | None = None,
+    ) -> DataDir:
+        """Lay out ``root`` with symlinks: checkpoints (+ a yaml beside each, if any) in
+        ``models/Stable-diffusion``, LoRAs at ``models/Lora/<relative name>``, and ``extensions``
+        (folder name -> path; default: this repository as ``sd-webui-lcm-lora``) in ``extensions/``.
+        The first checkpoint is the one loaded at start."""
+        if extensions is None:
+            extensions = {EXTENSION_NAME: REPO_ROOT}
+        if not checkpoints:
+            raise WebUIError("a WebUI data dir needs at least one checkpoint")
+        ckpt_dir = root / "models" / "Stable-diffusion"
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        linked = []
+        for ckpt in checkpoints:
+            target = ckpt_dir / ckpt.name
+            target.symlink_to(ckpt.resolve())
+            yaml = ckpt.with_suffix(".yaml")
+            if yaml.is_file():
+                (ckpt_dir / yaml.name).symlink_to(yaml.resolve())
+            linked.append(target)
+        for relative, lora in loras.items():
+            target = root / "models" / "Lora" / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(lora.resolve())
+        extensions_dir = root / "extensions"
+        extensions_dir.mkdir(exist_ok=True)
+        for name, path in extensions.items():
+            (extensions_dir / name).symlink_to(Path(path).resolve(), target_is_directory=True)
+        return cls(root, linked[0])
+
+
+@dataclass
+class Txt2ImgResult:
+    """One generation: the decoded images, their infotexts and the raw ``info`` dict."""
+
+    images: list
+    infotexts: list[str]
+    info: dict
+    parameters: dict
+
+    @property
+    def image(self):
+        return self.images[0]
+
+    @property
+    def infotext(self) -> str:
+        return self.infotexts[0]
+
+
+class WebUIClient:
+    """JSON over HTTP to one WebUI server."""
+
+    def __init__(self, base_url: str, timeout: float = 600.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, payload: Any = None, timeout: float | None = None) -> tuple[int, Any]:
+        """Send one request; returns ``(status, decoded JSON or text)`` without raising on HTTP errors."""
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as response:
+                status, body = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, body = error.code, error.read()
+        text = body.decode("utf-8", "replace")
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def _ok(self, method: str, path: str, payload: Any = None) -> Any:
+        status, body = self.request(method, path, payload)
+        if status != 200:
+            raise WebUIError(f"{method} {path} -> HTTP {status}: {str(body)[:2000]}")
+        return body
+
+    def get(self, path: str) -> Any:
+        return self._ok("GET", path)
+
+    def post(self, path: str, payload: Any = None) -> Any:
+        return self._ok("POST", path, {} if payload is None else payload)
+
+    def _generate(self, path: str, payload: dict) -> Txt2ImgResult:
+        from PIL import Image
+
+        body = self.post(path, payload)
+        info = json.loads(body["info"]) if isinstance(body.get("info"), str) else body.get("info") or {}
+        images = [Image.open(io.BytesIO(base64.b64decode(b64))) for b64 in body.get("images") or []]
+        for image in images:
+            image.load()
+        return Txt2ImgResult(images, list(info.get("infotexts") or []), info, body.get("parameters") or {})
+
+    def txt2img(self, **payload: Any) -> Txt2ImgResult:
+        """``POST /sdapi/v1/txt2img``; keyword arguments are the API payload."""
+        return self._generate("/sdapi/v1/txt2img", payload)
+
+    def img2img(self, init_image, **payload: Any) -> Txt2ImgResult:
+        """``POST /sdapi/v1/img2img`` with a PIL image as the single init image."""
+        buffer = io.BytesIO()
+        init_image.save(buffer, format="PNG")
+        payload["init_images"] = [base64.b64encode(buffer.getvalue()).decode()]
+        return self._generate("/sdapi/v1/img2img", payload)
+
+
+@dataclass
+class WebUIServer:
+    """One WebUI process (``launch.py``) with its data dir, port and log file.
+
+    Args:
+        installation: the WebUI checkout and python.
+        data_dir: the ``--data-dir`` (see :class:`DataDir`).
+        ui: start the gradio UI too (``--api``) instead of ``--nowebui``.
+        extra_args: more ``launch.py`` arguments.
+        extra_env: more environment variables (``PIP_CONSTRAINT``/``REQS_FILE`` come from the caller's env).
+    """
+
+    installation: Installation
+    data_dir: DataDir
+    ui: bool = False
+    extra_args: Sequence[str] = ()
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+    start_seconds: float | None = None
+    prepare_seconds: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> WebUIClient:
+        return WebUIClient(self.base_url)
+
+    def _args(self, *more: str) -> list[str]:
+        mode = ("--api",) if self.ui else ("--nowebui", "--api")
+        return [
+            str(self.installation.python), "launch.py", *BASE_ARGS, *mode,
+            "--data-dir", str(self.data_dir.root), "--ckpt", str(self.data_dir.checkpoint),
+            *self.extra_args, *more,
+        ]
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(OFFLINE_ENV)
+        env.update(self.extra_env)
+        # The test process' virtualenv must not leak into the WebUI's python.
+        env.pop("PYTHONPATH", None)
+        env.pop("VIRTUAL_ENV", None)
+        return env
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.is_file() else ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def prepare(self, timeout: float = 600.0) -> None:
+        """Run the WebUI's environment preparation once (``launch.py --exit``): requirement checks and
+        every extension's ``install.py``. Later starts use ``--skip-prepare-environment``."""
+        log = self.data_dir.root.parent / f"{self.data_dir.root.name}-prepare.log"
+        started = time.monotonic()
+        with open(log, "wb") as out:
+            result = subprocess.run(
+                self._args("--exit"), cwd=self.installation.webui_dir, env=self._env(),
+                stdout=out, stderr=subprocess.STDOUT, timeout=timeout, start_new_session=True,
+            )
+        self.prepare_seconds = time.monotonic() - started
+        if result.returncode != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
+            raise WebUIError(f"WebUI prepare (launch.py --exit) failed with exit code {result.returncode}:\n{tail}")
+
+    def start(self, timeout: float = 180.0) -> WebUIClient:
+        """Start the server on a free port and wait until ``/sdapi/v1/sd-models`` answers."""
+        self.port = free_port()
+        self.log_path = self.data_dir.root.parent / f"{self.data_dir.root.name}-{self.port}.log"
+        started = time.monotonic()
+        with open(self.log_path, "wb") as out:
+            self.process = subprocess.Popen(
+                self._args("--port", str(self.port), "--skip-prepare-environment"),
+                cwd=self.installation.webui_dir, env=self._env(),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        client = self.client()
+        deadline = started + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise WebUIError(
+                    f"WebUI exited with code {self.process.returncode} during start-up:\n{self.log_tail()}"
+                )
+            try:
+                status, _ = client.request("GET", "/sdapi/v1/sd-models", timeout=5)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise WebUIError(f"WebUI did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.5)
+        self.start_seconds = time.monotonic() - started
+        return client
+
+    def stop(self, grace: float = 15.0) -> None:
+        """Interrupt the process group (the WebUI exits on SIGINT), then kill what is left."""
+        if self.process is None:
+            return
+        pgid = self.process.pid
+        if self.process.poll() is None:
+            try:
+                os.killpg(pgid, signal.SIGINT)
+                self.process.wait(timeout=grace)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
