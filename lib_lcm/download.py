@@ -19,6 +19,7 @@ the transport cannot put wrong bytes in place; network errors suggest ``HF_HUB_D
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import sys
@@ -256,6 +257,9 @@ def _probe(entry: WeightsEntry, lora_dir, endpoint, token, timeout: float):
     from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
 
     url = hub.hf_hub_url(entry.repo_id, entry.filename, revision=entry.revision, endpoint=endpoint)
+    http_logger = logging.getLogger(http_backoff.__module__)
+    level = http_logger.level
+    http_logger.setLevel(logging.ERROR)  # its retry warnings would repeat our own message
     try:
         headers = build_hf_headers(token=token, library_name=LIBRARY_NAME, library_version=__version__)
         headers["Accept-Encoding"] = "identity"
@@ -265,6 +269,8 @@ def _probe(entry: WeightsEntry, lora_dir, endpoint, token, timeout: float):
         hf_raise_for_status(response)
     except Exception as exc:
         raise _as_weights_error(exc, entry, lora_dir, endpoint, timeout) from exc
+    finally:
+        http_logger.setLevel(level)
     head = response.headers
     size = head.get("X-Linked-Size") or head.get("Content-Length")
     etag = (head.get("X-Linked-Etag") or head.get("ETag") or "").removeprefix("W/").strip('"') or None
@@ -310,8 +316,25 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    text = str(exc).strip()
+    for needle, reason in _REASONS:
+        if needle in text:
+            return reason
+    text = text.splitlines()[0] if text else ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_REASONS = (
+    ("Name or service not known", "cannot resolve the host name: no network or DNS"),
+    ("nodename nor servname", "cannot resolve the host name: no network or DNS"),
+    ("getaddrinfo failed", "cannot resolve the host name: no network or DNS"),
+    ("Temporary failure in name resolution", "cannot resolve the host name: no network or DNS"),
+    ("Connection refused", "connection refused"),
+    ("actively refused", "connection refused"),
+    ("Network is unreachable", "network is unreachable"),
+    ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed (proxy? set REQUESTS_CA_BUNDLE)"),
+)
 
 
 def _chain(exc: BaseException):

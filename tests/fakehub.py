@@ -10,9 +10,13 @@ Serves on 127.0.0.1 (port 0, picked by the OS):
 
 Knobs (set them between requests): ``status`` answers every request with that code; ``cuts``/``cut_after``
 close the next ``cuts`` bodies after ``cut_after`` bytes; ``stall_head`` never answers HEAD;
-``stall_after`` sends that many body bytes then hangs; ``corrupt`` serves wrong bytes of the right
-length; ``gate`` (an Event) holds every GET until set, ``get_started`` is set when one waits there.
-``requests`` lists what was asked (method, path, Range header, status, body bytes sent).
+``stalls``/``stall_after`` make the next ``stalls`` bodies hang after ``stall_after`` bytes; ``corrupt``
+serves wrong bytes of the right length; ``gate`` (an Event) holds every GET until set, ``get_started``
+is set when one waits there. ``requests`` lists what was asked (method, path, Range header, status,
+body bytes sent).
+
+Also: ``lora_bytes`` (small LoRA-like safetensors payloads) and ``registry_json`` (an
+``LCM_LORA_REGISTRY`` document for files on a hub).
 """
 from __future__ import annotations
 
@@ -83,8 +87,8 @@ class FakeHub:
         return f"http://127.0.0.1:{self.port}"
 
     def gets(self) -> list[Seen]:
-        """GET requests that asked for file bytes."""
-        return [r for r in self.requests if r.method == "GET"]
+        """GET requests for file bytes (huggingface_hub 2.x also asks ``/api/...`` for its own purposes)."""
+        return [r for r in self.requests if r.method == "GET" and (_RESOLVE.match(r.path) or _CDN.match(r.path))]
 
     def start(self) -> FakeHub:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -248,3 +252,34 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             seen.sent += len(chunk)
         except OSError:
             pass
+
+
+def lora_bytes(context_dim: int, rank: int = 4, seed: int = 0, extra: dict | None = None) -> bytes:
+    """A few-KB safetensors file shaped like an LCM-LoRA (kohya names of diffusers modules)."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for module, width_in, width_out in (
+        ("down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q", 320, 320),
+        ("down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k", context_dim, 320),
+        ("mid_block_attentions_0_transformer_blocks_0_attn2_to_v", context_dim, 1280),
+    ):
+        name = f"lora_unet_{module}"
+        tensors[f"{name}.lora_down.weight"] = rng.standard_normal((rank, width_in)).astype(np.float16)
+        tensors[f"{name}.lora_up.weight"] = rng.standard_normal((width_out, rank)).astype(np.float16)
+        tensors[f"{name}.alpha"] = np.array(float(rank), dtype=np.float16)
+    tensors.update(extra or {})
+    return save(tensors)
+
+
+def registry_json(entries: dict[str, dict]) -> dict:
+    """``{"schema_version": 1, "variants": entries}`` with the defaults every test entry shares."""
+    variants = {}
+    for variant, fields in entries.items():
+        entry = {"filename": "pytorch_lora_weights.safetensors", "stem": f"test-{variant}", "verified": True,
+                 "sd_version": "SD1", "context_dim": 768}
+        entry.update(fields)
+        variants[variant] = entry
+    return {"schema_version": 1, "variants": variants}

@@ -1,0 +1,132 @@
+"""Fetch the LCM-LoRA weights the user's checkpoints need into the WebUI's Lora folder.
+
+The WebUI runs this at every launch (unless --skip-install) and after "Install from URL", as
+``python install.py`` with cwd = the WebUI root, PYTHONPATH = the WebUI root and no timeout; it only
+sees the launch flags through COMMANDLINE_ARGS. So this script:
+
+- returns at once, without importing torch or huggingface_hub, when the wanted files are present and
+  their verification record matches (no hashing, no network);
+- otherwise starts ``python -m lib_lcm download`` detached, waits for it at most
+  ``LCM_LORA_INSTALL_TIMEOUT`` seconds (default 60) and leaves it running in the background after that,
+  so a slow link never blocks start-up and no transfer is killed half-way;
+- skips the network entirely with HF_HUB_OFFLINE=1 (the WebUI fetches the file on first use);
+- always exits 0 and prints at most a few ``LCM-LoRA:`` lines, never a traceback.
+
+``LCM_LORA_DOWNLOAD``: ``auto`` (default: the variants matching the checkpoints found in the checkpoint
+folders, sd15 when none is recognised), ``all``, ``none``, or a comma list of ``sd15,sdxl,ssd1b``.
+"""
+import os
+import subprocess
+import sys
+import time
+
+EXTENSION_DIR = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_WAIT_SECONDS = 60.0
+
+
+def say(line):
+    print(f"LCM-LoRA: {line}", flush=True)
+
+
+def wanted_variants(weights, registry, dirs):
+    choice = weights.parse_variants(os.environ.get(weights.DOWNLOAD_MODE_ENV, "auto"), registry)
+    if choice is not None:
+        return choice
+    if all(weights.is_installed(entry, dirs.lora_dir) for entry in registry.values()):
+        return list(registry)
+    cache = weights.state_folder(dirs.lora_dir) / "checkpoints.json"
+    if not cache.parent.is_dir():
+        cache = None
+    return weights.variants_for_checkpoints(dirs.checkpoint_dirs, registry, cache_path=cache)
+
+
+def offline():
+    return any(
+        os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def wait_seconds():
+    try:
+        return max(0.0, float(os.environ.get("LCM_LORA_INSTALL_TIMEOUT", DEFAULT_WAIT_SECONDS)))
+    except ValueError:
+        return DEFAULT_WAIT_SECONDS
+
+
+def start_worker(weights, variants, lora_dir):
+    """``python -m lib_lcm download`` in its own session, output to .state/download.log.
+
+    Its stdout/stderr must not be the pipes the WebUI reads from us, or the WebUI would wait for it.
+    """
+    weights.make_folders(lora_dir)
+    log_path = weights.state_folder(lora_dir) / "download.log"
+    command = [sys.executable, "-m", "lib_lcm", "download", "--variant", ",".join(variants),
+               "--lora-dir", str(lora_dir), "--progress-lines"]
+    env = dict(os.environ, HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHONUNBUFFERED="1")
+    options = {}
+    if os.name == "nt":
+        options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
+    else:
+        options["start_new_session"] = True
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=EXTENSION_DIR, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT, **options)
+    return process, log_path
+
+
+def report(log_path):
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        if line.startswith("LCM-LoRA:") and "% of" not in line:
+            print(line, flush=True)
+
+
+def main():
+    started = time.monotonic()
+    if EXTENSION_DIR not in sys.path:
+        sys.path.insert(0, EXTENSION_DIR)
+    from lib_lcm import weights
+
+    try:
+        registry = weights.load_registry()
+        dirs = weights.webui_dirs(EXTENSION_DIR)
+        variants = wanted_variants(weights, registry, dirs)
+    except weights.WeightsError as exc:
+        say(f"{exc} Weights will be fetched on first use instead.")
+        return
+    missing = [v for v in variants if not weights.is_installed(registry[v], dirs.lora_dir)]
+    if not missing:
+        return
+    on_disk = [v for v in missing if weights.target_path(registry[v], dirs.lora_dir).exists()]
+    if offline() and not on_disk:
+        say(f"HF_HUB_OFFLINE is set: not downloading {', '.join(missing)}; "
+            "the weights will be fetched on first use, or run `python -m lib_lcm download` when online.")
+        return
+    try:
+        process, log_path = start_worker(weights, missing, dirs.lora_dir)
+    except (OSError, weights.WeightsError) as exc:
+        say(f"could not start the download ({exc}); the weights will be fetched on first use.")
+        return
+    budget = wait_seconds() - (time.monotonic() - started)
+    try:
+        code = process.wait(timeout=max(budget, 0.0))
+    except subprocess.TimeoutExpired:
+        say(f"still downloading {', '.join(missing)} in the background (pid {process.pid}, log {log_path}); "
+            "the WebUI starts now and uses the files once they are verified.")
+        return
+    report(log_path)
+    if code != 0:
+        say("the weights will be fetched on first use, or run `python -m lib_lcm download` "
+            f"from {EXTENSION_DIR} (log: {log_path}).")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as exc:  # install.py must never stop the WebUI from starting
+        say(f"install step skipped ({type(exc).__name__}: {exc}); the weights will be fetched on first use.")
+    sys.exit(0)
