@@ -145,11 +145,9 @@ def _classes():
 
         def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
             sigmas = self.get_sigmas(p, steps or p.steps)
-            if opts.sgm_noise_multiplier:
-                p.extra_generation_params["SGM noise multiplier"] = True
-                x = x * torch.sqrt(1.0 + sigmas[0] ** 2.0)
-            else:
-                x = x * sigmas[0]
+            # diffusers starts from x_T = z; in k-diffusion coordinates that is z * sqrt(1 + sigma_max^2)
+            # (the host's sigma_max * z would start 0.23% short of the reference).
+            x = x * torch.sqrt(1.0 + sigmas[0] ** 2.0)
             return self.run(p, x, sigmas, conditioning, unconditional_conditioning, image_conditioning)
 
         def sample_img2img(self, p, x, noise, conditioning, unconditional_conditioning, steps=None,

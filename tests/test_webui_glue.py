@@ -72,7 +72,7 @@ def test_glue_matches_lib_lcm_sampler_on_the_same_denoiser(host):
     model = sampling.LCMDenoiser(denoiser, alphas_cumprod)
     sigmas = schedules.lcm_sigmas(alphas_cumprod, 4).float()
     torch.manual_seed(5)
-    x = torch.randn(1, 4, 8, 8) * sigmas[0]
+    x = torch.randn(1, 4, 8, 8) * (1 + sigmas[0] ** 2) ** 0.5
     direct = sampling.sample_lcm(lambda x, s: model(x, s, cond={"c_crossattn": [cond.tensor]}), x, sigmas,
                                  disable=True)
     torch.testing.assert_close(via_glue, direct, rtol=0, atol=1e-6)
