@@ -1,17 +1,59 @@
-"""WebUI glue: the "LCM-LoRA" panel, its settings section and its infotext/paste wiring.
+"""WebUI glue: the "LCM-LoRA" panel, its status line, its settings section and its infotext/paste wiring.
+
+The panel's components are returned in PARAMS order (the API's positional order). What the page does when
+the panel is switched on or off (the tab's own sampler, schedule type, steps, CFG, hires controls and the
+`<lora:...>` tag) is decided in the browser by javascript/lcm_lora_panel.js; gradio hands it the current
+values and applies the values it returns, so no request reaches the server for it.
 
 gradio and `modules` are imported inside functions: this file is only called while the WebUI builds its UI.
 """
 from __future__ import annotations
+
+import html
+import json
+import threading
+from dataclasses import dataclass
 
 from lib_lcm.params import ELEM_PREFIX, INFOTEXT_VARIANT, PARAMS, SCRIPT_TITLE
 
 SETTINGS_SECTION = ("lcm_lora", "LCM-LoRA")
 DOWNLOAD_POLICIES = ("On first use", "Never (place the files yourself)")
 
+# The host's controls the page logic switches, by the name javascript/lcm_lora_panel.js knows them under.
+# (`{tab}` is txt2img or img2img; hires controls exist in txt2img only, schedule types from 1.9 on.)
+HOST_CONTROLS = (
+    ("prompt", "{tab}_prompt"),
+    ("sampler", "{tab}_sampling"),
+    ("scheduler", "{tab}_scheduler"),
+    ("host_steps", "{tab}_steps"),
+    ("host_cfg_scale", "{tab}_cfg_scale"),
+    ("hr_sampler", "hr_sampler"),
+    ("hr_scheduler", "hr_scheduler"),
+    ("hr_steps", "txt2img_hires_steps"),
+)
+HIRES_CONTROLS = ("hr_sampler", "hr_scheduler", "hr_steps")
+# The panel's own values the page logic reads, in this order, before the host's controls.
+PANEL_INPUTS = ("enabled", "steps", "cfg_scale", "weight", "mode", "status")
+
+HIRES_NOTE = (
+    "While on, the tab's Sampling method, Schedule type, Sampling steps and CFG Scale follow this panel and "
+    "the prompt gets the LCM-LoRA tag; switching off restores them. Hires fix: the second pass uses the same "
+    "sampler and steps (Hires steps 0)."
+)
+
 
 def elem_id(tab: str, key: str) -> str:
     return f"{ELEM_PREFIX}_{tab}_{key}"
+
+
+def host_elem_ids(tab: str) -> dict:
+    """{page-logic name: the host component's elem_id} for one tab."""
+    ids = {}
+    for name, pattern in HOST_CONTROLS:
+        if tab != "txt2img" and name in HIRES_CONTROLS:
+            continue
+        ids[name] = pattern.format(tab=tab)
+    return ids
 
 
 def default_settings() -> dict:
@@ -28,8 +70,140 @@ def default_settings() -> dict:
     }
 
 
-def _component(gr, param, tab, value):
-    common = {"label": param.label, "elem_id": elem_id(tab, param.key)}
+# -- status line ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PanelStatus:
+    """What the status line says: the loaded checkpoint, its LCM-LoRA file and whether that file is there.
+
+    `stem` is None when the checkpoint has no LCM-LoRA (or no checkpoint is loaded); `problem` is a message
+    that replaces the usual text (unsupported checkpoint, download error, ...).
+    """
+
+    checkpoint: str | None = None
+    architecture: str | None = None
+    variant: str | None = None
+    stem: str | None = None
+    installed: bool = False
+    verified: bool = False
+    problem: str | None = None
+    progress: str | None = None
+
+    @property
+    def needs_download(self) -> bool:
+        return self.stem is not None and not self.installed
+
+
+def panel_status(sd_model, lora_dir, registry=None) -> PanelStatus:
+    """Status for `sd_model` (None: nothing loaded) with the files under `lora_dir`."""
+    from lib_lcm import webui_processing, weights
+
+    if sd_model is None:
+        return PanelStatus(problem="No checkpoint is loaded yet.")
+    found = webui_processing.detect_loaded_checkpoint(sd_model)
+    if found.stem is None:
+        return PanelStatus(found.checkpoint, found.architecture, problem=webui_processing.unsupported_message(found))
+    try:
+        rows = weights.weights_status(lora_dir, registry)
+    except weights.WeightsError as e:
+        return PanelStatus(found.checkpoint, found.architecture, found.variant, found.stem, problem=str(e))
+    row = next((row for row in rows if row["variant"] == found.variant), None)
+    if row is None:
+        return PanelStatus(found.checkpoint, found.architecture, found.variant, found.stem,
+                           problem=f"The weights registry has no entry for {found.variant}.")
+    return PanelStatus(found.checkpoint, found.architecture, found.variant, row["stem"] or found.stem,
+                       installed=bool(row["installed"]), verified=bool(row["verified"]))
+
+
+def status_html(status: PanelStatus) -> str:
+    """The status line; `data-lcm-stem` tells the page logic which `<lora:STEM>` to write ("" = none)."""
+    from lib_lcm.webui_processing import ARCHITECTURE_NAMES
+
+    stem = status.stem or ""
+    attrs = f'class="lcm-lora-status" data-lcm-stem="{html.escape(stem)}" data-lcm-installed="{str(status.installed).lower()}"'
+    parts = []
+    if status.checkpoint:
+        family = ARCHITECTURE_NAMES.get(status.architecture or "", status.architecture or "")
+        parts.append(f"Checkpoint <b>{html.escape(status.checkpoint)}</b> ({html.escape(family)})")
+    if status.problem:
+        parts.append(f'<span class="lcm-lora-problem">{html.escape(status.problem)}</span>')
+    elif stem:
+        if status.installed:
+            state = "installed, verified" if status.verified else "installed"
+            parts.append(f"uses <code>{html.escape(stem)}</code>: {state}.")
+        else:
+            parts.append(f"uses <code>{html.escape(stem)}</code>: not installed yet "
+                         "(downloaded on first use, or press Download).")
+    if status.progress:
+        parts.append(f'<span class="lcm-lora-progress">{html.escape(status.progress)}</span>')
+    return f"<div {attrs}>{' '.join(parts)}</div>"
+
+
+def current_status(progress: str | None = None, problem: str | None = None) -> PanelStatus:
+    """Status for the WebUI's loaded checkpoint (waits while the host is still loading it)."""
+    from modules import shared
+
+    try:
+        sd_model = shared.sd_model
+    except Exception as e:  # the host failed to load any checkpoint
+        return PanelStatus(problem=f"No checkpoint is loaded ({e}).")
+    status = panel_status(sd_model, shared.cmd_opts.lora_dir)
+    if progress or problem:
+        status = PanelStatus(**{**status.__dict__, "progress": progress, "problem": problem or status.problem})
+    return status
+
+
+def _status_outputs(status: PanelStatus):
+    import gradio as gr
+
+    return status_html(status), gr.update(visible=status.needs_download)
+
+
+def refresh_status():
+    return _status_outputs(current_status())
+
+
+def download_weights():
+    """Generator for the Download button: the status line shows the progress, then the result."""
+    from modules import shared
+
+    from lib_lcm import download, weights
+
+    status = current_status()
+    if not status.needs_download:
+        yield _status_outputs(status)
+        return
+    seen = {"text": "Starting the download..."}
+    outcome = {}
+
+    def progress(done: int, total):
+        if total:
+            seen["text"] = f"Downloading {status.stem}: {done / total:.0%} of {total / 2**20:.0f} MB"
+        else:
+            seen["text"] = f"Downloading {status.stem}: {done / 2**20:.0f} MB"
+
+    def run():
+        try:
+            download.ensure_weights(status.variant, shared.cmd_opts.lora_dir, progress=progress)
+        except weights.WeightsError as e:
+            outcome["error"] = str(e)
+        except Exception as e:  # shown in the panel: a traceback in the console helps no one here
+            outcome["error"] = f"Download failed: {e}"
+
+    worker = threading.Thread(target=run, name="lcm-lora-download", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        yield _status_outputs(PanelStatus(**{**status.__dict__, "progress": seen["text"]}))
+        worker.join(timeout=0.5)
+    yield _status_outputs(current_status(problem=outcome.get("error")))
+
+
+# -- panel ----------------------------------------------------------------------------------------------
+
+
+def _component(gr, param, tab, value, **kwargs):
+    common = {"label": param.label, "elem_id": elem_id(tab, param.key), **kwargs}
     if param.choices:
         return gr.Radio(choices=list(param.choices), value=value, **common)
     return gr.Slider(minimum=param.minimum, maximum=param.maximum, step=param.step, value=value,
@@ -37,7 +211,7 @@ def _component(gr, param, tab, value):
 
 
 def build_panel(script, is_img2img: bool):
-    """Components in PARAMS order (that order is the API's positional order)."""
+    """Build the panel; returns its inputs in PARAMS order (that order is the API's positional order)."""
     import gradio as gr
 
     tab = "img2img" if is_img2img else "txt2img"
@@ -45,29 +219,45 @@ def build_panel(script, is_img2img: bool):
         defaults = default_settings()
     except Exception:  # settings not registered yet (first start): use the table's defaults
         defaults = {}
+    values = {param.key: defaults.get(param.key, param.default) for param in PARAMS}
     components = {}
-    enabled_param = PARAMS[0]
     accordion = _input_accordion()
     if accordion is not None:
         enabled = accordion(False, label=SCRIPT_TITLE, elem_id=elem_id(tab, "enabled"))
         container = enabled
-    else:  # 1.6 has no InputAccordion
+    else:  # a host without InputAccordion: checkbox inside a plain accordion
         container = gr.Accordion(SCRIPT_TITLE, open=False, elem_id=elem_id(tab, "accordion"))
     with container:
         if accordion is None:
-            enabled = gr.Checkbox(False, label=enabled_param.label, elem_id=elem_id(tab, "enabled"))
+            enabled = gr.Checkbox(False, label=PARAMS[0].label, elem_id=elem_id(tab, "enabled"))
         components["enabled"] = enabled
-        with gr.Row():
-            for param in PARAMS[1:3]:
-                components[param.key] = _component(gr, param, tab, defaults.get(param.key, param.default))
-        with gr.Row():
-            for param in PARAMS[3:]:
-                components[param.key] = _component(gr, param, tab, defaults.get(param.key, param.default))
-        gr.HTML(value="", elem_id=elem_id(tab, "status"))
+        with gr.Row(elem_classes=["lcm-lora-row"]):
+            for key in ("steps", "cfg_scale"):
+                components[key] = _component(gr, _param(key), tab, values[key])
+        with gr.Row(elem_classes=["lcm-lora-row"]):
+            for key in ("weight", "mode"):
+                components[key] = _component(gr, _param(key), tab, values[key])
+            components["gamma"] = _component(gr, _param("gamma"), tab, values["gamma"],
+                                             visible=values["mode"] == "TCD")
+        with gr.Row(elem_classes=["lcm-lora-row"]):
+            status = gr.HTML(value=status_html(PanelStatus(problem="Checking the loaded checkpoint...")),
+                             elem_id=elem_id(tab, "status"))
+            download = gr.Button("Download LCM-LoRA", visible=False, elem_id=elem_id(tab, "download"),
+                                 elem_classes=["lcm-lora-download"])
+            refresh = gr.Button("Refresh", visible=False, elem_id=elem_id(tab, "refresh"))
+        gr.HTML(value=f'<p class="lcm-lora-note">{html.escape(HIRES_NOTE)}</p>', elem_id=elem_id(tab, "note"))
+
+    components["status"] = status
+    _wire_panel(gr, components, download, refresh)
+    script.on_after_component(lambda _: _wire_page_logic(tab, components), elem_id=f"generation_info_{tab}")
 
     script.infotext_fields = infotext_fields(components)
     script.paste_field_names = [param.infotext for param in PARAMS if param.infotext]
     return [components[param.key] for param in PARAMS]
+
+
+def _param(key):
+    return next(param for param in PARAMS if param.key == key)
 
 
 def _input_accordion():
@@ -76,6 +266,61 @@ def _input_accordion():
     except ImportError:
         return None
     return InputAccordion
+
+
+def _wire_panel(gr, components, download, refresh):
+    """Server-side events: the status line (on enable, on request from the page, after a download)."""
+    status_outputs = [components["status"], download]
+    components["enabled"].change(fn=refresh_status, inputs=[], outputs=status_outputs, show_progress=False)
+    refresh.click(fn=refresh_status, inputs=[], outputs=status_outputs, show_progress=False)
+    download.click(fn=download_weights, inputs=[], outputs=status_outputs, show_progress=False)
+    components["mode"].change(fn=None, _js="lcmLoraPanel.gammaVisibility", inputs=[components["mode"]],
+                              outputs=[components["gamma"]], show_progress=False)
+
+
+def page_logic_js(tab: str, input_names, output_names) -> str:
+    """The `_js` of the page-logic events: one call into javascript/lcm_lora_panel.js with its configuration."""
+    from lib_lcm.webui_sampler import SAMPLER_LCM, SAMPLER_TCD
+
+    config = {"tab": tab, "inputs": list(input_names), "outputs": list(output_names),
+              "samplers": {"LCM": SAMPLER_LCM, "TCD": SAMPLER_TCD}}
+    return f"(...args) => lcmLoraPanel.handle({json.dumps(config)}, args)"
+
+
+def find_components(elem_ids) -> dict:
+    """{name: component} for the elem_ids already created in the gradio Blocks being built."""
+    from gradio.context import Context
+
+    wanted = {elem: name for name, elem in elem_ids.items()}
+    found = {}
+    root = Context.root_block
+    for block in (root.blocks.values() if root is not None else ()):
+        name = wanted.get(getattr(block, "elem_id", None))
+        if name is not None:
+            found[name] = block
+    return {name: found[name] for name in elem_ids if name in found}
+
+
+def _wire_page_logic(tab, components):
+    """Connect the panel to the tab's own controls; called once the tab's controls all exist."""
+    host = find_components(host_elem_ids(tab))
+    if "prompt" not in host:
+        print(f"LCM-LoRA: the {tab} prompt box was not found; the panel will not edit the tab's controls")
+        return
+    input_names = list(PANEL_INPUTS) + list(host)
+    output_names = list(host)
+    event = {
+        "fn": None,
+        "_js": page_logic_js(tab, input_names, output_names),
+        "inputs": [components[name] for name in PANEL_INPUTS] + list(host.values()),
+        "outputs": list(host.values()),
+        "show_progress": False,
+    }
+    for key in ("enabled", "steps", "cfg_scale", "weight", "mode", "status"):
+        components[key].change(**event)
+
+
+# -- infotext, paste, settings ---------------------------------------------------------------------------
 
 
 def infotext_fields(components: dict):
