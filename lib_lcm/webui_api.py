@@ -1,5 +1,8 @@
-"""WebUI glue: `GET /lcm-lora/v1/status` and `POST /lcm-lora/v1/download`, registered in on_app_started."""
-from __future__ import annotations
+"""WebUI glue: `GET /lcm-lora/v1/status` and `POST /lcm-lora/v1/download`, registered in on_app_started.
+
+No `from __future__ import annotations` here: FastAPI must see the request model class itself in
+`start_download`'s annotation, and that class is local to register_routes.
+"""
 
 
 def lora_dir() -> str:
