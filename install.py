@@ -81,7 +81,7 @@ def report(log_path):
     except OSError:
         return
     for line in lines:
-        if line.startswith("LCM-LoRA:") and "% of" not in line:
+        if line.startswith("LCM-LoRA:") and "% of" not in line and " ready: " not in line:
             print(line, flush=True)
 
 

@@ -29,8 +29,10 @@ from pathlib import Path
 
 from lib_lcm import __version__
 from lib_lcm.weights import (
+    DEFAULT_ENDPOINT,
     WeightsBusyError,
     WeightsDiskFullError,
+    WeightsDownloadDisabledError,
     WeightsEntry,
     WeightsError,
     WeightsNetworkError,
@@ -70,6 +72,7 @@ def ensure_weights(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     retries: int = 2,
     cache_dir=None,
+    allow_download: bool = True,
     log=print,
 ) -> Path:
     """Make sure the verified LCM-LoRA file for ``variant`` is at ``<lora_dir>/LCM-LoRA/<stem>.safetensors``.
@@ -89,6 +92,7 @@ def ensure_weights(
         retries: extra attempts after a transfer error; each attempt continues from the partial bytes
             where the huggingface_hub version keeps them.
         cache_dir: huggingface_hub cache looked up before downloading (a copy is reused, then verified).
+        allow_download: False to only accept (and verify) a file already on disk, never the network.
         log: callable taking one line for the console (default ``print``); None for silence.
 
     Returns:
@@ -111,6 +115,11 @@ def ensure_weights(
             return final
         if _install_local_candidates(entry, lora_dir, log):
             return final
+        if not allow_download:
+            raise WeightsDownloadDisabledError(
+                f"{entry.stem} is not installed and downloading is turned off (LCM-LoRA settings). "
+                f"{manual_download_hint(entry, lora_dir, endpoint)}"
+            )
         if _offline():
             raise WeightsOfflineError(
                 f"{entry.stem} is not installed and HF_HUB_OFFLINE is set; it will be downloaded on first use "
@@ -325,6 +334,13 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_NOT_FOUND = (
+    ("RepositoryNotFoundError", "repository not found"),
+    ("RevisionNotFoundError", "revision not found"),
+    ("EntryNotFoundError", "file not found in the repository"),
+    ("RemoteEntryNotFoundError", "file not found in the repository"),
+)
+
 _REASONS = (
     ("Name or service not known", "cannot resolve the host name: no network or DNS"),
     ("nodename nor servname", "cannot resolve the host name: no network or DNS"),
@@ -369,10 +385,12 @@ def _as_weights_error(exc: BaseException, entry: WeightsEntry, lora_dir, endpoin
             return WeightsOfflineError(f"{entry.stem} is not installed and HF_HUB_OFFLINE is set. {hint}")
         if is_a(cause, "GatedRepoError"):
             return WeightsNotFoundError(f"{where} needs a Hugging Face login: set HF_TOKEN. {hint}")
-        if is_a(cause, "RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError", "RemoteEntryNotFoundError"):
+        missing = next((what for name, what in _NOT_FOUND if is_a(cause, name)), None)
+        if missing:
             return WeightsNotFoundError(
-                f"{where} was not found on {endpoint or 'the hub'} (repo moved or deleted?): "
-                f"{_first_line(cause)}. Update the registry (LCM_LORA_REGISTRY) or the extension. {hint}"
+                f"{where} was not found on {endpoint or DEFAULT_ENDPOINT} ({missing}: moved or deleted, or private "
+                f"without HF_TOKEN). Update the extension, or point LCM_LORA_REGISTRY at a registry with the "
+                f"new location. {hint}"
             )
         if is_a(cause, "HfHubHTTPError"):
             status = getattr(getattr(cause, "response", None), "status_code", None)
@@ -394,7 +412,7 @@ def _as_weights_error(exc: BaseException, entry: WeightsEntry, lora_dir, endpoin
         if names & {"ConnectionError", "ConnectError", "NetworkError", "RemoteProtocolError",
                     "ChunkedEncodingError", "ProtocolError", "TransportError", "LocalEntryNotFoundError"}:
             return WeightsNetworkError(
-                f"could not download {where} from {endpoint or 'huggingface.co'} ({_first_line(cause)}); check "
+                f"could not download {where} from {endpoint or DEFAULT_ENDPOINT} ({_first_line(cause)}); check "
                 f"the network or proxy, or retry later (HF_HUB_DISABLE_XET=1 if Xet hosts are blocked). {hint}"
             )
         if isinstance(cause, OSError) and "size" in str(cause).lower() and "consistency" in str(cause).lower():

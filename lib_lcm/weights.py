@@ -76,6 +76,10 @@ class WeightsOfflineError(WeightsNetworkError):
     """``HF_HUB_OFFLINE`` is set and the file is not on disk."""
 
 
+class WeightsDownloadDisabledError(WeightsOfflineError):
+    """The file is not on disk and the caller did not allow a download (``allow_download=False``)."""
+
+
 class WeightsTimeoutError(WeightsNetworkError):
     """The hub did not answer within the timeout."""
 

@@ -259,6 +259,15 @@ def test_offline_mode_fails_at_once_without_requests(site, monkeypatch):
     assert "first use" in str(caught.value) and str(site.final()) in str(caught.value)
 
 
+def test_download_not_allowed_uses_only_what_is_on_disk(site):
+    with pytest.raises(weights.WeightsDownloadDisabledError) as caught:
+        site.ensure(allow_download=False)
+    assert site.hub.requests == [] and str(site.final()) in str(caught.value)
+    site.final().write_bytes(site.payload["sd15"])
+    assert site.ensure(allow_download=False) == site.final()
+    assert site.hub.requests == []
+
+
 def test_registry_override_from_environment(site, monkeypatch):
     monkeypatch.setenv("LCM_LORA_REGISTRY", str(site.registry_path))
     path = ensure_weights("sd15", site.lora_dir, endpoint=site.hub.url, cache_dir=site.tmp / "c", log=None)
