@@ -65,6 +65,8 @@ def test_v_prediction_and_torch_sizes():
 def test_tiny_files_on_disk(tiny_models):
     assert detect_checkpoint(tiny_models.sd15) == "sd1"
     assert detect_checkpoint(tiny_models.sd15_inpainting) == "sd1-inpaint"
+    assert detect_checkpoint(tiny_models.sdxl) == "sdxl"
+    assert detect_checkpoint(tiny_models.ssd1b) == "ssd1b"
     for lora in (tiny_models.lcm_lora_sd15, tiny_models.lcm_lora_sdxl, tiny_models.style_lora):
         assert detect_checkpoint(lora) == "unknown"
 

@@ -80,7 +80,7 @@ def header_shapes(path):
 
 
 def test_cli_build_is_byte_identical_to_the_cached_build(tiny_models, tmp_path, capsys):
-    assert tiny.main(["--out", str(tmp_path)]) == 0
+    assert tiny.main(["--out", str(tmp_path), "--no-sdxl"]) == 0
     printed = [Path(p) for p in capsys.readouterr().out.split()]
     expected = {"tiny-sd15.safetensors", "tiny-sd15.yaml", "tiny-sd15-inpainting.safetensors",
                 "tiny-sd15-inpainting.yaml", "lcm-lora-sdv1-5.safetensors", "lcm-lora-sdxl.safetensors",
@@ -161,6 +161,35 @@ def test_yaml_is_v1_inference_with_tiny_dims(tiny_models):
         assert cond["target"] == "ldm.modules.encoders.modules.FrozenCLIPEmbedder"
         assert cond["params"]["version"] == str(tiny_models.clip_dir)
         assert config["model"]["target"].endswith("LatentInpaintDiffusion" if label == "sd1-inpaint" else ".LatentDiffusion")
+
+
+@pytest.mark.parametrize("name,label", [("sdxl", "sdxl"), ("ssd1b", "ssd1b")])
+def test_sdxl_checkpoints_have_the_sgm_layout(tiny_models, name, label):
+    path = getattr(tiny_models, name)
+    with safe_open(str(path), "pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys() if not k.endswith("position_ids")}
+    assert shapes == tiny.tiny_checkpoint_shapes(label)
+    assert dtypes == {"F16"}  # like the released SDXL files
+    assert {k.split(".")[0] for k in shapes} == {"model", "first_stage_model", "conditioner"}
+    assert any(k.startswith("conditioner.embedders.0.transformer.text_model.") for k in shapes)
+    config = yaml.safe_load(path.with_suffix(".yaml").read_text())["model"]
+    assert config["target"] == "sgm.models.diffusion.DiffusionEngine"
+    net = config["params"]["network_config"]["params"]
+    assert (net["context_dim"], net["adm_in_channels"], net["use_linear_in_transformer"]) == (
+        shapes["model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"][1],
+        shapes["model.diffusion_model.label_emb.0.0.weight"][1], True)
+    clip_l, open_clip, *sizes = config["params"]["conditioner_config"]["params"]["emb_models"]
+    assert clip_l["params"]["version"] == str(tiny_models.clip_dir)
+    # sgm builds the OpenCLIP tower from open_clip's registered config of this name; open-clip-torch
+    # 2.20's ViT-S-32-alt.json: text width 256, 10 layers, embed_dim 256, vocab 49408.
+    assert open_clip["params"]["arch"] == "ViT-S-32-alt" and open_clip["params"]["layer"] == "penultimate"
+    g = "conditioner.embedders.1.model."
+    assert shapes[g + "token_embedding.weight"] == (49408, 256) and shapes[g + "text_projection"] == (256, 256)
+    assert len({k.split(".")[6] for k in shapes if k.startswith(g + "transformer.resblocks.")}) == 10
+    size_dims = sum(2 * e["params"]["outdim"] for e in sizes)
+    assert net["adm_in_channels"] == 256 + size_dims
+    assert net["context_dim"] == 256 + shapes["conditioner.embedders.0.transformer.text_model.final_layer_norm.weight"][0]
 
 
 # --- text encoder folder ----------------------------------------------------------------------------------------
