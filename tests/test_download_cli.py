@@ -1,0 +1,64 @@
+"""`python -m lib_lcm download|status`: outcomes and exit codes, against the fake hub."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib_lcm import weights
+from tests.fakehub import FakeHub
+from tests.test_download import Site
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def site(tmp_path):
+    with FakeHub() as hub:
+        yield Site(hub, tmp_path)
+
+
+def cli(site: Site, *args: str, **env) -> subprocess.CompletedProcess:
+    environment = site.env()
+    environment.update(env)
+    return subprocess.run([sys.executable, "-m", "lib_lcm", *args], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_download_then_status(site):
+    done = cli(site, "download", "--variant", "sd15,sdxl", "--lora-dir", str(site.lora_dir), "--progress-lines")
+    assert done.returncode == 0, done.stderr
+    assert f"sd15 ready: {site.final('sd15')}" in done.stdout and "test-sdxl 100% of" in done.stdout
+    assert site.final("sdxl").read_bytes() == site.payload["sdxl"]
+    status = cli(site, "status", "--json", "--lora-dir", str(site.lora_dir))
+    rows = {row["variant"]: row for row in json.loads(status.stdout)}
+    assert rows["sd15"]["verified"] and rows["sdxl"]["verified"] and not rows["ssd1b"]["installed"]
+    assert status.returncode == 1  # ssd1b is missing
+    assert cli(site, "status", "-v", "sd15,sdxl", "--lora-dir", str(site.lora_dir)).returncode == 0
+
+
+@pytest.mark.parametrize("setup, args, env, code, words", [
+    ("none", ["-v", "sd3"], {}, 2, "unknown LCM-LoRA variant"),
+    ("none", [], {"HF_HUB_OFFLINE": "1"}, 3, "HF_HUB_OFFLINE"),
+    ("404", [], {}, 4, "not found"),
+    ("corrupt", [], {}, 5, "failed verification"),
+    ("none", [], {"LCM_LORA_REGISTRY": "/nonexistent/registry.json"}, 2, "cannot read"),
+])
+def test_failures_exit_with_their_code_and_one_message(site, setup, args, env, code, words):
+    site.hub.status = 404 if setup == "404" else None
+    site.hub.corrupt = setup == "corrupt"
+    done = cli(site, "download", "--lora-dir", str(site.lora_dir), *(args or ["-v", "sd15"]), **env)
+    assert done.returncode == code, done.stdout + done.stderr
+    assert words in done.stderr and "Traceback" not in done.stderr
+    assert not site.final().exists()
+
+
+def test_filesystem_failure_exit_code(site, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    done = cli(site, "download", "-v", "sd15", "--lora-dir", str(blocker / "Lora"))
+    assert done.returncode == weights.WeightsFilesystemError.exit_code == 6
+    assert "Traceback" not in done.stderr
