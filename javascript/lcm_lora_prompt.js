@@ -16,8 +16,10 @@ var lcmLoraPrompt = (function() {
     // The host's /<(\w+):([^>]+)>/ with Python's Unicode \w, which is [\p{L}\p{N}_].
     var RE_EXTRA_NETWORK = /<([\p{L}\p{N}_]+):([^>]+)>/gu;
     var RE_ONE_EXTRA_NETWORK = /^<([\p{L}\p{N}_]+):([^>]+)>$/u;
+    var RE_OPEN_END = /<[\p{L}\p{N}_]*$/u;
+    var RE_CLOSE_START = /^[\p{L}\p{N}_]*:/u;
     var RE_NUMBER = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
-    var RE_ASCII = /^[\x00-\x7f]*$/;
+    var RE_NON_ASCII = /[\u0080-\uffff]/;
     var WHITESPACE = " \t\n\r\f\v";
     var LINE_SPACE = " \t\r\f\v";
 
@@ -112,7 +114,7 @@ var lcmLoraPrompt = (function() {
         if (!items.positional.length) return null;
         var name = items.positional[0].text;
         var key = stripStart(stripEnd(name, WHITESPACE), WHITESPACE);
-        if (!RE_ASCII.test(key)) return null;
+        if (RE_NON_ASCII.test(key)) return null;
         key = key.toLowerCase();
         var stem;
         if (key === LCM_ALIAS) {
@@ -133,9 +135,7 @@ var lcmLoraPrompt = (function() {
     function findLcmTags(prompt) {
         checkPrompt(prompt);
         var found = [];
-        var match;
-        RE_EXTRA_NETWORK.lastIndex = 0;
-        while ((match = RE_EXTRA_NETWORK.exec(prompt)) !== null) {
+        for (var match of prompt.matchAll(RE_EXTRA_NETWORK)) {
             var parsed = parseLoraArgs(match[1], match[2]);
             if (parsed === null) continue;
             found.push({
@@ -182,7 +182,8 @@ var lcmLoraPrompt = (function() {
     }
 
     // Delete text.slice(start, end) (a tag), a comma right after it, and one neighbouring separator; never a
-    // newline. Same rules as _remove_span in lib_lcm/prompt_tags.py.
+    // newline, and never glue <word and word:...> into a new tag. Same rules as _remove_span in
+    // lib_lcm/prompt_tags.py.
     function removeSpan(text, start, end) {
         var after = text.charAt(end) === "," ? end + 1 : end;
         var lineStart = start > 0 ? text.lastIndexOf("\n", start - 1) + 1 : 0;
@@ -202,6 +203,9 @@ var lcmLoraPrompt = (function() {
         }
         var comma = after > end && leftContent.charAt(leftContent.length - 1) !== "," ? "," : "";
         var kept = leftSpace ? text.slice(start - leftSpace, start) : text.slice(after, after + rightSpace);
+        if (!comma && !kept && RE_OPEN_END.test(leftContent) && RE_CLOSE_START.test(right)) {
+            kept = " "; // joining <word and word:...> would make a new tag
+        }
         return text.slice(0, start - leftSpace) + comma + kept + text.slice(after + rightSpace);
     }
 

@@ -35,6 +35,8 @@ MAX_ABS_WEIGHT = 1e6
 
 # The host's pattern, verbatim: `\w` is Unicode-aware here (JS uses [\p{L}\p{N}_] with the u flag).
 RE_EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
+RE_OPEN_END = re.compile(r"<\w*\Z")
+RE_CLOSE_START = re.compile(r"\w*:")
 RE_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 WHITESPACE = " \t\n\r\f\v"
 LINE_SPACE = " \t\r\f\v"
@@ -52,7 +54,7 @@ class LcmTag:
     end: int
 
 
-def format_weight(weight) -> str:
+def format_weight(weight: float) -> str:
     """Compact decimal text of a LoRA weight: 1 -> "1", 0.30000000000000004 -> "0.3".
 
     Rounded to WEIGHT_DECIMALS places, halves away from zero (as JS `toFixed` on the magnitude), trailing zeros
@@ -70,7 +72,7 @@ def format_weight(weight) -> str:
     return "-" + digits if weight < 0 else digits
 
 
-def lcm_tag(stem: str, weight) -> str:
+def lcm_tag(stem: str, weight: float) -> str:
     """The tag the extension writes: `<lora:STEM:WEIGHT>`."""
     _check_stem(stem)
     return f"<lora:{stem}:{format_weight(weight)}>"
@@ -94,7 +96,7 @@ def has_lcm_alias(prompt: str) -> bool:
     return any(tag.stem is None for tag in find_lcm_tags(prompt))
 
 
-def apply_lcm_tag(prompt: str, stem: str, weight, respect_user_weight: bool = False) -> str:
+def apply_lcm_tag(prompt: str, stem: str, weight: float, respect_user_weight: bool = False) -> str:
     """Make `prompt` hold exactly one LCM tag, for `stem`.
 
     Without an LCM tag, " <lora:STEM:WEIGHT>" is inserted (see the module docstring). Otherwise the first LCM tag
@@ -236,7 +238,7 @@ def _remove_span(text: str, start: int, end: int) -> str:
     On its line, with content on both sides the left run of spaces is kept (else the right one), and a comma
     that followed the tag moves to the left content if that lacks one; at the end of a line one space before
     the tag goes; at the start of a line (or alone on it) one character of the space after it goes.
-    Newlines are never removed.
+    Newlines are never removed, and one space is kept where gluing both sides would make a new tag.
     """
     after = end + 1 if text[end : end + 1] == "," else end
     line_start = text.rfind("\n", 0, start) + 1
@@ -254,4 +256,6 @@ def _remove_span(text: str, start: int, end: int) -> str:
         return text[: start - min(left_space, 1)] + text[after:]
     comma = "," if after > end and not left_content.endswith(",") else ""
     kept = text[start - left_space : start] if left_space else text[after : after + right_space]
+    if not comma and not kept and RE_OPEN_END.search(left_content) and RE_CLOSE_START.match(right):
+        kept = " "  # joining `<word` and `word:...>` would make a new tag
     return text[: start - left_space] + comma + kept + text[after + right_space :]

@@ -55,7 +55,7 @@ PIECES = [
     "<lora:style:0.8>", "<lyco:detail:0.5:1>", "<hypernet:x:1>", "<LORA:lcm-lora-sdxl:1>", "<lora:lcmx:1>",
     "<lora:lcm>", "<lora:lcm:0.5>", "<lora:LCM:1:0.5>", "<lyco:lcm:te=0.3>", "<lora:lcm-lora-sdv1-5:1>",
     "<lora:lcm-lora-sdxl:0.8>", "<lora:LCM-LoRA-SSD-1B:unet=0.6>", "<lora:lcm-lora-sdv1-5:abc>", "<lora: lcm :1e0>",
-    "<lora:x=1:lcm:.5>", "<lora:lcm-lora-sdxl:dyn=4>", "<lora:lcm:inf>", "<é:", "<", ">", ":", "=", "<foo:",
+    "<lora:x=1:lcm:.5>", "<lora:lcm-lora-sdxl:dyn=4>", "<lora:lcm:inf>", "<é:", "<", ">", ":", "=", "<foo:", "<lora", ":lcm-lora-sdxl>",
     "<lora:", "lcm", ",", ", ", " ", "  ", "\t", "\n", "\r\n", "\u3000", "\xa0",
 ]
 WEIGHTS = [0, -0.0, 1, 1.0, 0.8, 0.30000000000000004, 0.0078125, -0.0078125, 2.5e-7, 123456.789, 999999.9999999, 1e6]

@@ -72,7 +72,7 @@ OTHER_PIECES = st.sampled_from(
     [
         "a cat", "masterpiece", "(best quality:1.2)", "[a:b:0.5]", "BREAK", "AND", "猫", "🐱", "é",
         "<lora:style:0.8>", "<lyco:detail:0.5:1>", "<hypernet:x:1>", "<LORA:lcm-lora-sdxl:1>", "<lora:lcmx:1>",
-        "<", ">", ":", "=", "<foo:", "<lora:", "lcm", ",", ", ", " ", "  ", "\t", "\n", "\r\n",
+        "<", ">", ":", "=", "<foo:", "<lora", ":lcm-lora-sdxl>", "<lora:", "lcm", ",", ", ", " ", "  ", "\t", "\n", "\r\n",
     ]
 )
 LCM_PIECES = st.sampled_from(
@@ -136,6 +136,8 @@ def test_weights_after_apply(prompt, stem, weight):
 @settings(max_examples=300, deadline=None)
 @given(ANY_PROMPTS)
 def test_remove_removes_all_and_keeps_other_text(prompt):
+    tags = find_lcm_tags(prompt)
+    assert [prompt[t.start : t.end] for t in tags] == [t.text for t in tags]
     removed = remove_lcm_tag(prompt)
     assert find_lcm_tags(removed) == []
     assert outside_lcm_tags(removed) == outside_lcm_tags(prompt)
