@@ -1,0 +1,358 @@
+"""The LCM-LoRA panel (lib_lcm/webui_ui.py) against a thin fake of gradio 3.41 and the WebUI's `modules`.
+
+The fake records what the panel creates (components, their kwargs, event listeners); the real page is
+exercised by tests/e2e/test_browser.py.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import types
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from lib_lcm import webui_ui
+from lib_lcm.params import PARAMS
+
+ROOT = Path(__file__).resolve().parents[1]
+PANEL_JS = (ROOT / "javascript" / "lcm_lora_panel.js").read_text(encoding="utf-8")
+
+
+class Block:
+    """A gradio block: remembers its kwargs and the event listeners attached to it."""
+
+    def __init__(self, value=None, **kwargs):
+        self.value = value if value is not None else kwargs.get("value")
+        self.kwargs = kwargs
+        self.elem_id = kwargs.get("elem_id")
+        self.events = []
+        self.ui.created.append(self)
+        if self.ui.root is not None:
+            self.ui.root.blocks[id(self)] = self
+
+    def _listen(self, name, **kwargs):
+        self.events.append((name, kwargs))
+        return types.SimpleNamespace(then=lambda **more: self.events.append(("then", more)))
+
+    def change(self, **kwargs):
+        return self._listen("change", **kwargs)
+
+    def click(self, **kwargs):
+        return self._listen("click", **kwargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def fake_gradio():
+    ui = types.SimpleNamespace(created=[], root=types.SimpleNamespace(blocks={}))
+    gr = types.ModuleType("gradio")
+    for name in ("Slider", "Radio", "Checkbox", "Textbox", "HTML", "Button", "Row", "Accordion", "Column"):
+        setattr(gr, name, type(name, (Block,), {"ui": ui}))
+    gr.update = lambda **kwargs: {"__type__": "update", **kwargs}
+    context = types.ModuleType("gradio.context")
+    context.Context = types.SimpleNamespace(root_block=ui.root)
+    gr.context = context
+    return gr, context, ui
+
+
+class FakeScript:
+    def __init__(self):
+        self.after = {}
+
+    def on_after_component(self, callback, *, elem_id):
+        self.after.setdefault(elem_id, []).append(callback)
+
+    def component_created(self, elem_id):
+        for callback in self.after.get(elem_id, []):
+            callback(types.SimpleNamespace(component=None))
+
+
+@contextmanager
+def fake_host(opts=None, input_accordion=True):
+    gr, context, ui = fake_gradio()
+    modules = types.ModuleType("modules")
+    modules.__path__ = []
+    shared = types.ModuleType("modules.shared")
+    shared.opts = types.SimpleNamespace(**(opts or {}))
+    shared.opts.added = {}
+    shared.opts.add_option = lambda key, info: shared.opts.added.__setitem__(key, info)
+    shared.OptionInfo = lambda default, label, component=None, component_args=None, **kw: types.SimpleNamespace(
+        default=default, label=label, component=component, component_args=component_args, **kw)
+    shared.cmd_opts = types.SimpleNamespace(lora_dir="")
+    ui_components = types.ModuleType("modules.ui_components")
+    if input_accordion:
+        ui_components.InputAccordion = type("InputAccordion", (gr.Checkbox,), {})
+    modules.shared, modules.ui_components = shared, ui_components
+    installed = {"gradio": gr, "gradio.context": context, "modules": modules, "modules.shared": shared,
+                 "modules.ui_components": ui_components}
+    saved = {name: sys.modules.get(name) for name in installed}
+    sys.modules.update(installed)
+    try:
+        yield types.SimpleNamespace(gr=gr, ui=ui, shared=shared)
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def host_controls(gr, tab, with_scheduler=True):
+    """The WebUI tab's own controls the panel drives (1.10 layout; no schedule type before 1.9)."""
+    ids = dict(webui_ui.host_elem_ids(tab))
+    if not with_scheduler:
+        ids.pop("scheduler")
+        ids.pop("hr_scheduler", None)
+    return {name: gr.Textbox(elem_id=elem) for name, elem in ids.items()}
+
+
+def build(host, tab="txt2img", with_scheduler=True, controls=True):
+    script = FakeScript()
+    inputs = webui_ui.build_panel(script, is_img2img=tab == "img2img")
+    created = {block.elem_id: block for block in host.ui.created}
+    if controls:
+        host_controls(host.gr, tab, with_scheduler)
+    script.component_created(f"generation_info_{tab}")
+    return script, inputs, created
+
+
+@pytest.mark.parametrize("tab", ["txt2img", "img2img"])
+def test_inputs_are_in_the_public_api_order_with_stable_elem_ids(tab):
+    with fake_host() as host:
+        _, inputs, _ = build(host, tab)
+    assert [c.elem_id for c in inputs] == [f"lcm_lora_{tab}_{p.key}" for p in PARAMS]
+    assert [webui_ui.elem_id(tab, p.key) for p in PARAMS] == [c.elem_id for c in inputs]
+
+
+def test_panel_is_an_input_accordion_titled_lcm_lora_closed_and_off():
+    with fake_host() as host:
+        _, inputs, _ = build(host)
+    enabled = inputs[0]
+    assert type(enabled).__name__ == "InputAccordion"
+    assert enabled.value is False
+    assert enabled.kwargs["label"] == "LCM-LoRA"
+
+
+def test_without_input_accordion_a_checkbox_sits_in_a_closed_accordion():
+    with fake_host(input_accordion=False) as host:
+        _, inputs, created = build(host)
+    accordion = created["lcm_lora_txt2img_accordion"]
+    assert type(accordion).__name__ == "Accordion" and accordion.kwargs["open"] is False
+    assert type(inputs[0]).__name__ == "Checkbox" and inputs[0].value is False
+
+
+def test_controls_follow_the_parameter_table():
+    with fake_host() as host:
+        _, inputs, _ = build(host)
+    by_key = dict(zip([p.key for p in PARAMS], inputs, strict=True))
+    for param in PARAMS[1:]:
+        component = by_key[param.key]
+        assert component.value == param.default
+        assert component.kwargs["label"] == param.label
+        if param.choices:
+            assert type(component).__name__ == "Radio"
+            assert component.kwargs["choices"] == list(param.choices)
+        else:
+            assert type(component).__name__ == "Slider"
+            assert (component.kwargs["minimum"], component.kwargs["maximum"], component.kwargs["step"]) == (
+                param.minimum, param.maximum, param.step)
+    assert (by_key["steps"].kwargs["minimum"], by_key["steps"].kwargs["maximum"], by_key["steps"].value) == (1, 16, 4)
+    assert "2-8" in by_key["steps"].kwargs["info"]
+    assert (by_key["cfg_scale"].kwargs["minimum"], by_key["cfg_scale"].kwargs["maximum"]) == (1.0, 2.5)
+    assert by_key["cfg_scale"].kwargs["info"] == "1 = fastest, negative prompt ignored"
+    assert by_key["gamma"].kwargs["visible"] is False, "gamma only shows for TCD"
+
+
+def test_settings_page_defaults_fill_the_panel():
+    opts = {"lcm_lora_steps": 6, "lcm_lora_cfg_scale": 1.5, "lcm_lora_weight": 0.8, "lcm_lora_mode": "TCD",
+            "lcm_lora_tcd_gamma": 0.5}
+    with fake_host(opts) as host:
+        _, inputs, _ = build(host)
+    assert [c.value for c in inputs] == [False, 6, 1.5, 0.8, "TCD", 0.5]
+    assert inputs[-1].kwargs["visible"] is True
+
+
+def page_logic_events(component):
+    return [kw for name, kw in component.events if name == "change" and "lcmLoraPanel.handle" in (kw.get("_js") or "")]
+
+
+def js_config(js):
+    found = re.fullmatch(r"\(\.\.\.args\) => lcmLoraPanel\.handle\((\{.*\}), args\)", js)
+    assert found, js
+    return json.loads(found.group(1))
+
+
+@pytest.mark.parametrize("tab, with_scheduler", [("txt2img", True), ("img2img", True), ("txt2img", False)])
+def test_page_logic_gets_panel_and_host_controls_in_the_order_it_names_them(tab, with_scheduler):
+    with fake_host() as host:
+        script = FakeScript()
+        inputs = webui_ui.build_panel(script, is_img2img=tab == "img2img")
+        controls = host_controls(host.gr, tab, with_scheduler)
+        script.component_created(f"generation_info_{tab}")
+    panel = dict(zip([p.key for p in PARAMS], inputs, strict=True))
+    status = next(b for b in host.ui.created if b.elem_id == f"lcm_lora_{tab}_status")
+    panel["status"] = status
+    for key in ("enabled", "steps", "cfg_scale", "weight", "mode", "status"):
+        events = page_logic_events(panel[key])
+        assert len(events) == 1, key
+        event = events[0]
+        assert event["fn"] is None, "the page logic runs in the browser only"
+        config = js_config(event["_js"])
+        assert config["tab"] == tab
+        assert config["samplers"] == {"LCM": "LCM-LoRA", "TCD": "LCM-LoRA TCD"}
+        named = {**panel, **controls}
+        assert event["inputs"] == [named[name] for name in config["inputs"]]
+        assert event["outputs"] == [named[name] for name in config["outputs"]]
+        assert config["inputs"][:6] == ["enabled", "steps", "cfg_scale", "weight", "mode", "status"]
+        assert set(config["outputs"]) == set(controls)
+    has_hires = {"hr_sampler", "hr_steps"} <= set(config["outputs"])
+    assert has_hires == (tab == "txt2img")
+    assert ("scheduler" in config["outputs"]) == with_scheduler
+
+
+def test_no_prompt_box_means_no_page_logic_and_a_console_line(capsys):
+    with fake_host() as host:
+        _, inputs, _ = build(host, controls=False)
+    assert page_logic_events(inputs[0]) == []
+    assert "prompt box was not found" in capsys.readouterr().out
+
+
+def test_page_logic_functions_exist_in_the_panel_script():
+    with fake_host() as host:
+        _, inputs, created = build(host)
+    scripts = [kw["_js"] for c in host.ui.created for _, kw in c.events if kw.get("_js")]
+    called = {m for js in scripts for m in re.findall(r"lcmLoraPanel\.(\w+)", js)}
+    assert called == {"handle", "gammaVisibility"}
+    exported = set(re.search(r"return Object\.freeze\(\{(.*?)\}\);\n\}\)\(\);", PANEL_JS, re.S).group(1).split())
+    assert {name + ":" for name in called} <= exported
+    mode_events = [kw for _, kw in inputs[4].events if kw.get("_js") == "lcmLoraPanel.gammaVisibility"]
+    assert mode_events and mode_events[0]["outputs"] == [inputs[5]]
+
+
+def test_status_line_refreshes_on_enable_on_request_and_after_download():
+    with fake_host() as host:
+        _, inputs, created = build(host)
+    status, download, refresh = (created[f"lcm_lora_txt2img_{key}"] for key in ("status", "download", "refresh"))
+    server_events = {(name, kw["fn"]) for name, kw in inputs[0].events + refresh.events + download.events if kw.get("fn")}
+    assert server_events == {("change", webui_ui.refresh_status), ("click", webui_ui.refresh_status),
+                             ("click", webui_ui.download_weights)}
+    for _, kw in inputs[0].events + refresh.events + download.events:
+        if kw.get("fn"):
+            assert kw["outputs"] == [status, download]
+    assert refresh.kwargs["visible"] is False and download.kwargs["visible"] is False
+
+
+def test_paste_turns_the_panel_on_and_restores_its_values():
+    with fake_host() as host:
+        script, inputs, _ = build(host)
+        fields = dict((component.elem_id, read) for component, read in script.infotext_fields)
+        pasted = {"LCM-LoRA": "lcm-lora-sdv1-5", "Steps": "6", "CFG scale": "1.5", "LCM-LoRA weight": "0.8",
+                  "LCM-LoRA mode": "TCD", "TCD gamma": "0.4", "Sampler": "LCM-LoRA TCD"}
+        values = {elem: read(pasted) for elem, read in fields.items()}
+        plain = {elem: read({"Steps": "20", "CFG scale": "7"}) for elem, read in fields.items()}
+    assert values["lcm_lora_txt2img_enabled"] is True
+    assert (values["lcm_lora_txt2img_steps"], values["lcm_lora_txt2img_cfg_scale"]) == (6, 1.5)
+    assert values["lcm_lora_txt2img_weight"] == "0.8" and values["lcm_lora_txt2img_mode"] == "TCD"
+    assert values["lcm_lora_txt2img_gamma"] == "0.4"
+    assert plain["lcm_lora_txt2img_enabled"] is False
+    assert all(value == {"__type__": "update"} for elem, value in plain.items() if not elem.endswith("enabled"))
+    assert script.paste_field_names == ["LCM-LoRA weight", "LCM-LoRA mode", "TCD gamma"]
+
+
+def test_settings_section_has_the_defaults_and_policies():
+    with fake_host() as host:
+        webui_ui.register_settings()
+        added = host.shared.opts.added
+    assert {"lcm_lora_steps", "lcm_lora_cfg_scale", "lcm_lora_weight", "lcm_lora_mode", "lcm_lora_tcd_gamma",
+            "lcm_lora_download", "lcm_lora_warnings"} <= set(added)
+    assert all(info.section == webui_ui.SETTINGS_SECTION for info in added.values())
+    assert added["lcm_lora_download"].component_args["choices"] == list(webui_ui.DOWNLOAD_POLICIES)
+    assert added["lcm_lora_steps"].default == 4 and added["lcm_lora_cfg_scale"].default == 1.0
+
+
+# -- status line -------------------------------------------------------------------------------------------
+
+
+def fake_model(tmp_path, is_sd2=False):
+    info = types.SimpleNamespace(filename=str(tmp_path / "model.ckpt"), name_for_extra="my-model")
+    return types.SimpleNamespace(sd_checkpoint_info=info, is_sd1=not is_sd2, is_sd2=is_sd2, is_sdxl=False)
+
+
+def test_status_names_the_variant_and_whether_its_file_is_there(tmp_path):
+    model = fake_model(tmp_path)
+    missing = webui_ui.panel_status(model, tmp_path / "Lora")
+    assert (missing.checkpoint, missing.variant, missing.stem) == ("my-model", "sd15", "lcm-lora-sdv1-5")
+    assert missing.needs_download
+    target = tmp_path / "Lora" / "LCM-LoRA" / "lcm-lora-sdv1-5.safetensors"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"x")
+    present = webui_ui.panel_status(model, tmp_path / "Lora")
+    assert present.installed and not present.needs_download
+    text = webui_ui.status_html(present)
+    assert 'data-lcm-stem="lcm-lora-sdv1-5"' in text and "installed" in text and "my-model" in text
+    assert "not installed" in webui_ui.status_html(missing)
+
+
+def test_status_for_an_unsupported_checkpoint_says_so_and_offers_no_download(tmp_path):
+    status = webui_ui.panel_status(fake_model(tmp_path, is_sd2=True), tmp_path)
+    assert status.stem is None and not status.needs_download
+    text = webui_ui.status_html(status)
+    assert 'data-lcm-stem=""' in text
+    assert "SD 2.x" in text and "LCM-LoRA exists for SD 1.5, SDXL and SSD-1B" in text
+
+
+def test_status_without_a_model_and_html_escaping():
+    assert webui_ui.panel_status(None, "").problem == "No checkpoint is loaded yet."
+    text = webui_ui.status_html(webui_ui.PanelStatus(checkpoint='<b>"x"</b>', architecture="sd1",
+                                                     stem="lcm-lora-sdv1-5", installed=True))
+    assert "&lt;b&gt;&quot;x&quot;&lt;/b&gt;" in text and '<b>"x"</b>' not in text
+
+
+def test_download_button_shows_progress_then_the_installed_status(tmp_path, monkeypatch):
+    from lib_lcm import download
+
+    lora_dir = tmp_path / "Lora"
+    calls = []
+
+    def ensure_weights(variant, lora_dir_arg, progress=None, **kwargs):
+        calls.append((variant, lora_dir_arg))
+        progress(5 * 2**20, 10 * 2**20)
+        target = Path(lora_dir_arg) / "LCM-LoRA" / "lcm-lora-sdv1-5.safetensors"
+        target.parent.mkdir(parents=True)
+        target.write_bytes(b"x")
+        return target
+
+    monkeypatch.setattr(download, "ensure_weights", ensure_weights)
+    with fake_host() as host:
+        host.shared.sd_model = fake_model(tmp_path)
+        host.shared.cmd_opts.lora_dir = str(lora_dir)
+        first_html, first_button = webui_ui.refresh_status()
+        steps = list(webui_ui.download_weights())
+    assert first_button == {"__type__": "update", "visible": True}
+    assert calls == [("sd15", str(lora_dir))]
+    final_html, final_button = steps[-1]
+    assert final_button == {"__type__": "update", "visible": False}
+    assert "installed" in final_html and "not installed" not in final_html
+    assert all("Downloading" in html or "Starting" in html for html, _ in steps[:-1])
+
+
+def test_download_error_is_shown_in_the_status_line(tmp_path, monkeypatch):
+    from lib_lcm import download, weights
+
+    def offline(*args, **kwargs):
+        raise weights.WeightsOfflineError("lcm-lora-sdv1-5 is not installed and HF_HUB_OFFLINE is set")
+
+    monkeypatch.setattr(download, "ensure_weights", offline)
+    with fake_host() as host:
+        host.shared.sd_model = fake_model(tmp_path)
+        host.shared.cmd_opts.lora_dir = str(tmp_path)
+        final_html, final_button = list(webui_ui.download_weights())[-1]
+    assert "HF_HUB_OFFLINE is set" in final_html
+    assert final_button == {"__type__": "update", "visible": True}
