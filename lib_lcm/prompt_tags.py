@@ -18,11 +18,23 @@ Rules this module adds on top:
 - Insertion appends " <tag>" after the last non-whitespace character (trailing whitespace stays after the tag);
   an empty or whitespace-only prompt gets the tag at its end. No comma is added (the host's own separator is a
   space). If an unclosed `<word:` before the end would swallow the new tag, the tag goes first instead.
-- Removal deletes the tag (with a comma right after it) and one separator, so `remove(apply(p)) == p`.
+- Several LCM tags: the first one is kept (rewritten) and the others are removed.
+- Removal deletes the tag (with a comma right after it) and one separator, so `remove(apply(p)) == p`; newlines
+  and other networks' tags are never touched.
+
+Public API (the JS file exports the same in camelCase on `lcmLoraPrompt`):
+- find_lcm_tags(prompt) -> [LcmTag(text, name, stem or None for the alias, weight or None, start, end)]
+- has_lcm_alias(prompt) -> bool
+- apply_lcm_tag(prompt, stem, weight, respect_user_weight=False) -> str
+- remove_lcm_tag(prompt, stem=None) -> str
+- resolve_lcm_alias(prompt, stem) -> str
+- format_weight(weight) -> str, lcm_tag(stem, weight) -> str
+Bad arguments raise TypeError/ValueError (JS: TypeError/RangeError) with a message naming the value.
 """
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -60,10 +72,11 @@ def format_weight(weight: float) -> str:
     Rounded to WEIGHT_DECIMALS places, halves away from zero (as JS `toFixed` on the magnitude), trailing zeros
     dropped, never an exponent and never "-0".
     """
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
         raise TypeError(f"LCM-LoRA weight must be a number, got {weight!r}")
     if not abs(weight) < MAX_ABS_WEIGHT:  # also NaN, infinities and ints too large for a float
-        raise ValueError(f"LCM-LoRA weight must be a finite number below {MAX_ABS_WEIGHT:g} in size, got {weight!r}")
+        raise ValueError(f"LCM-LoRA weight must be a finite number below {MAX_ABS_WEIGHT:g} in size, got {repr(weight)[:40]}")
+    weight = float(weight)
     quantum = Decimal(1).scaleb(-WEIGHT_DECIMALS)
     digits = format(Decimal(abs(weight)).quantize(quantum, rounding=ROUND_HALF_UP), "f")
     digits = digits.rstrip("0").rstrip(".")
@@ -226,7 +239,7 @@ def _insert(prompt: str, tag: str) -> str:
     else:
         candidate = prompt + tag
         start = len(prompt)
-    if [tag.start for tag in find_lcm_tags(candidate)] == [start]:
+    if [found.start for found in find_lcm_tags(candidate)] == [start]:
         return candidate
     # An unclosed `<word:` before the end would make the appended tag part of itself.
     return tag + " " + prompt
