@@ -3,6 +3,14 @@
 // Mirrors lib_lcm/prompt_tags.py rule for rule (see its docstring); both are tested against
 // tests/prompt_tag_cases.json. Loaded by the WebUI as a classic script (window.lcmLoraPrompt) and by
 // Node as CommonJS (module.exports). Offsets are UTF-16 indices, as String.slice and textarea selections use.
+//
+// lcmLoraPrompt.findLcmTags(prompt) -> [{text, name, stem (null for <lora:lcm>), weight (null if not explicit), start, end}]
+// lcmLoraPrompt.hasLcmAlias(prompt) -> boolean
+// lcmLoraPrompt.applyLcmTag(prompt, stem, weight, respectUserWeight) -> prompt with exactly one LCM tag for stem
+// lcmLoraPrompt.removeLcmTag(prompt, stem) -> prompt without LCM tags (only stem's when given)
+// lcmLoraPrompt.resolveLcmAlias(prompt, stem) -> <lora:lcm...> renamed to stem
+// lcmLoraPrompt.formatWeight(weight), lcmLoraPrompt.lcmTag(stem, weight) -> "0.8", "<lora:STEM:0.8>"
+// Bad arguments throw TypeError / RangeError.
 
 var lcmLoraPrompt = (function() {
     "use strict";
