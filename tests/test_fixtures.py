@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -369,3 +371,14 @@ def test_real_sdxl_family_layouts():
     assert not any(k.startswith("conditioner.embedders.1.") for k in refiner)
     sdxl_lora = layouts.lora_module_shapes(sdxl)
     assert len(sdxl_lora) == 70 * 10 + 11 * 2 + 17 * 3 + 11 + 2 + 2
+
+
+def test_cache_prunes_only_other_versions_older_than_a_day(tmp_path):
+    now = time.time()
+    for name, age in (("tiny-v1-old", 2 * 86400), ("tiny-v1-recent", 3600), ("tiny-v1-current", 3 * 86400)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / ".complete").write_text("ok\n")
+        os.utime(tmp_path / name / ".complete", (now - age, now - age))
+    (tmp_path / "other-tool-cache").mkdir()
+    tiny._prune_stale(tmp_path, keep=tmp_path / "tiny-v1-current")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other-tool-cache", "tiny-v1-current", "tiny-v1-recent"]
