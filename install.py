@@ -40,6 +40,18 @@ def wanted_variants(weights, registry, dirs):
     return weights.variants_for_checkpoints(dirs.checkpoint_dirs, registry, cache_path=cache)
 
 
+def accept_file_on_disk(weights, entry, lora_dir):
+    """A file put in place by hand (or with a stale record) is hashed here: no network, no heavy import."""
+    path = weights.target_path(entry, lora_dir)
+    if not path.is_file():
+        return False
+    verification = weights.verify_file(entry, path)
+    if verification.ok:
+        weights.remember_verified(entry, lora_dir, verification)
+        say(f"{path} verified ({verification.method}).")
+    return verification.ok
+
+
 def offline():
     return any(
         os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
@@ -98,11 +110,11 @@ def main():
     except weights.WeightsError as exc:
         say(f"{exc} Weights will be fetched on first use instead.")
         return
-    missing = [v for v in variants if not weights.is_installed(registry[v], dirs.lora_dir)]
+    missing = [v for v in variants if not weights.is_installed(registry[v], dirs.lora_dir)
+               and not accept_file_on_disk(weights, registry[v], dirs.lora_dir)]
     if not missing:
         return
-    on_disk = [v for v in missing if weights.target_path(registry[v], dirs.lora_dir).exists()]
-    if offline() and not on_disk:
+    if offline():
         say(f"HF_HUB_OFFLINE is set: not downloading {', '.join(missing)}; "
             "the weights will be fetched on first use, or run `python -m lib_lcm download` when online.")
         return

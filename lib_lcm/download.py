@@ -47,11 +47,11 @@ from lib_lcm.weights import (
     manual_download_hint,
     partial_bytes,
     recorded_verification,
+    remember_verified,
     staging_dir,
     target_path,
     verify_file,
     verifying_path,
-    write_record,
     write_sidecar,
 )
 
@@ -107,6 +107,12 @@ def ensure_weights(
     if recorded_verification(entry, lora_dir):
         write_sidecar(entry, lora_dir)
         return final
+    if final.is_file():  # placed by hand, changed, or in a read-only folder: hashing needs no lock
+        verification = verify_file(entry, final)
+        if verification.ok:
+            remember_verified(entry, lora_dir, verification)
+            log(f"LCM-LoRA: {final} verified ({_how(entry, verification)})")
+            return final
     make_folders(lora_dir)
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
     with _download_lock(entry, lora_dir, lock_timeout, progress, log):
@@ -149,7 +155,7 @@ def _install_local_candidates(entry: WeightsEntry, lora_dir, log) -> bool:
     if final.exists():
         verification = verify_file(entry, final)
         if verification.ok:
-            _record(entry, lora_dir, verification)
+            remember_verified(entry, lora_dir, verification)
             log(f"LCM-LoRA: {final} verified ({_how(entry, verification)})")
             return True
         rejected = verifying_path(entry, lora_dir).with_suffix(".rejected")
@@ -181,14 +187,9 @@ def _install(entry: WeightsEntry, lora_dir, staged: Path, log, source: str):
         )
     final = target_path(entry, lora_dir)
     _replace(part, final)
-    _record(entry, lora_dir, verification)
+    remember_verified(entry, lora_dir, verification)
     log(f"LCM-LoRA: installed {final} ({_how(entry, verification)})")
     return verification
-
-
-def _record(entry, lora_dir, verification) -> None:
-    write_record(entry, lora_dir, verification)
-    write_sidecar(entry, lora_dir)
 
 
 def _how(entry: WeightsEntry, verification) -> str:

@@ -523,11 +523,32 @@ def sidecar_metadata(entry: WeightsEntry) -> dict:
     }
 
 
-def write_sidecar(entry: WeightsEntry, lora_dir) -> None:
-    """Write ``<stem>.json`` unless it exists (the user may have edited it in the Lora tab)."""
+def write_sidecar(entry: WeightsEntry, lora_dir) -> bool:
+    """Write ``<stem>.json`` unless it exists (the user may have edited it in the Lora tab).
+
+    Best effort: a read-only Lora folder holding a good file must not make the file unusable, so this
+    returns False instead of raising.
+    """
     path = sidecar_path(entry, lora_dir)
-    if not path.exists():
+    if path.exists():
+        return True
+    try:
         write_json_atomic(path, sidecar_metadata(entry))
+    except WeightsError:
+        return False
+    return True
+
+
+def remember_verified(entry: WeightsEntry, lora_dir, verification: Verification) -> bool:
+    """Record the verification and write the card; False where the folder is read-only (the file is
+    still good, it is simply hashed again next time)."""
+    try:
+        make_folders(lora_dir)
+        write_record(entry, lora_dir, verification)
+    except (WeightsError, OSError):
+        write_sidecar(entry, lora_dir)
+        return False
+    return write_sidecar(entry, lora_dir)
 
 
 def weights_status(lora_dir, registry: dict[str, WeightsEntry] | None = None) -> list[dict]:

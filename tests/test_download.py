@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-import huggingface_hub
+import huggingface_hub.constants as hub_constants
 import pytest
 
 from lib_lcm import weights
@@ -86,7 +86,7 @@ def site(hub, tmp_path, monkeypatch):
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HF_ENDPOINT", "LCM_LORA_REGISTRY"):
         monkeypatch.delenv(name, raising=False)
     # Small reads so a body cut half-way leaves the first half on disk, as a large file would.
-    monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 1024)
+    monkeypatch.setattr(hub_constants, "DOWNLOAD_CHUNK_SIZE", 1024)
     return Site(hub, tmp_path)
 
 
@@ -138,6 +138,19 @@ def test_hand_placed_file_is_verified_and_accepted_offline(site, monkeypatch):
     assert weights.is_installed(site.entry(), site.lora_dir)
 
 
+def test_good_file_in_a_read_only_folder_is_used_without_a_record(site, monkeypatch):
+    site.final().parent.mkdir(parents=True)
+    site.final().write_bytes(site.payload["sd15"])
+
+    def read_only(path, data):
+        raise weights.filesystem_error(OSError(errno.EROFS, "Read-only file system"), "writing", path)
+
+    monkeypatch.setattr(weights, "write_json_atomic", read_only)
+    assert site.ensure() == site.final()
+    assert site.hub.requests == []
+    assert not weights.is_installed(site.entry(), site.lora_dir)
+
+
 def test_resume_after_transfer_cut_half_way(site):
     size = len(site.payload["sd15"])
     site.hub.cuts, site.hub.cut_after = 1, size // 2
@@ -153,7 +166,7 @@ def test_resume_after_transfer_cut_half_way(site):
 
 
 def test_body_stall_times_out_and_resumes(site, monkeypatch):
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)
+    monkeypatch.setattr(hub_constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)
     size = len(site.payload["sd15"])
     site.hub.stalls, site.hub.stall_after = 1, size // 2
     assert site.ensure().read_bytes() == site.payload["sd15"]

@@ -88,6 +88,16 @@ def test_fast_path_makes_no_request_prints_nothing_and_imports_nothing_heavy(web
     assert webui.hub.requests == []
 
 
+def test_hand_placed_file_is_verified_once_without_network(webui):
+    final = weights.target_path(webui.entry("sd15"), webui.lora_dir)
+    final.parent.mkdir(parents=True)
+    final.write_bytes(webui.payload["sd15"])
+    done = webui.install()
+    assert done.returncode == 0 and done.stdout == f"LCM-LoRA: {final} verified (sha256).\n", done.stdout
+    assert webui.install().stdout == ""
+    assert webui.hub.requests == []
+
+
 def test_missing_weights_go_to_the_commandline_lora_dir(webui):
     lora_dir = webui.tmp / "my loras"
     args = f"--xformers --lora-dir {shlex.quote(str(lora_dir))} --api"
