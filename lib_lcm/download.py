@@ -430,6 +430,7 @@ class _download_lock:
     """Cross-process lock per variant (filelock ships with huggingface_hub); waiting is announced."""
 
     def __init__(self, entry, lora_dir, timeout, progress, log):
+        _hub()  # filelock is one of its dependencies
         from filelock import FileLock
 
         self.entry, self.lora_dir, self.timeout, self.progress, self.log = entry, lora_dir, timeout, progress, log
