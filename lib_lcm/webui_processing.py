@@ -7,11 +7,19 @@ into p.all_prompts / p.all_hr_prompts in process (before any batch parses its ex
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
 from lib_lcm import architecture, prompt_tags
-from lib_lcm.params import INFOTEXT_VARIANT, INFOTEXT_WARNING, PARAMS, LcmSettings, parse_script_args
+from lib_lcm.params import (
+    INFOTEXT_VARIANT,
+    INFOTEXT_WARNING,
+    PARAMS,
+    LcmSettings,
+    SettingsError,
+    parse_script_args,
+)
 
 VARIANT_STEMS = {"sd15": "lcm-lora-sdv1-5", "sdxl": "lcm-lora-sdxl", "ssd1b": "lcm-lora-ssd-1b"}
 ARCHITECTURE_NAMES = {
@@ -28,6 +36,72 @@ ARCHITECTURE_NAMES = {
 
 class LcmLoraError(RuntimeError):
     """A generation LCM-LoRA cannot run, with a message that names the fix."""
+
+
+def before_process(p, args):
+    """Script hook. The host swallows exceptions raised in script hooks and generates anyway, so a problem is
+    recorded on `p` and raised by our sampler before its first UNet call (see `raise_pending_error`)."""
+    try:
+        p.lcm_lora_settings = settings_for(p, args)
+    except SettingsError as e:
+        fail_generation(p, str(e))
+        return
+    if p.lcm_lora_settings.enabled:
+        apply_settings(p, p.lcm_lora_settings)
+
+
+def process(p, sd_model):
+    settings = getattr(p, "lcm_lora_settings", None)
+    try:
+        if settings is not None and settings.enabled:
+            enable_for_loaded_checkpoint(p, sd_model, settings)
+        else:
+            resolve_aliases(p, sd_model)
+    except LcmLoraError as e:
+        fail_generation(p, str(e))
+
+
+def fail_generation(p, message: str):
+    from lib_lcm.webui_sampler import SAMPLER_LCM
+
+    print(message)
+    p.lcm_lora_error = message
+    p.sampler_name = SAMPLER_LCM  # the sampler that raises it; hires uses it too
+    if getattr(p, "enable_hr", False):
+        p.hr_sampler_name = SAMPLER_LCM
+
+
+def raise_pending_error(p):
+    """Abort a generation `fail_generation` marked: HTTP 422 with the message for API callers, the message in the UI."""
+    message = getattr(p, "lcm_lora_error", None)
+    if message:
+        abort_generation(message)
+
+
+def abort_generation(message: str):
+    raise _generation_error_class()(message)
+
+
+@functools.cache
+def _generation_error_class():
+    try:
+        from fastapi import HTTPException
+    except ImportError:  # outside the WebUI (unit tests)
+        HTTPException = None
+
+    class LcmLoraGenerationError(HTTPException or LcmLoraError):
+        # An HTTPException: the WebUI's API answers with its status and detail and prints no traceback.
+        def __init__(self, message):
+            if HTTPException is None:
+                super().__init__(message)
+            else:
+                super().__init__(status_code=422, detail=message)
+            self.message = message
+
+        def __str__(self):
+            return self.message
+
+    return LcmLoraGenerationError
 
 
 @dataclass(frozen=True)

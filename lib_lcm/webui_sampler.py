@@ -70,7 +70,7 @@ def _classes():
     from modules import prompt_parser, sd_samplers_cfg_denoiser, sd_samplers_kdiffusion, shared
     from modules.shared import opts
 
-    from lib_lcm import sampling, schedules
+    from lib_lcm import sampling, schedules, webui_processing
 
     class LcmCFGDenoiser(sd_samplers_cfg_denoiser.CFGDenoiser):
         boundary_condition = True
@@ -144,6 +144,7 @@ def _classes():
             return samples
 
         def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
+            webui_processing.raise_pending_error(p)
             sigmas = self.get_sigmas(p, steps or p.steps)
             # diffusers starts from x_T = z; in k-diffusion coordinates that is z * sqrt(1 + sigma_max^2)
             # (the host's sigma_max * z would start 0.23% short of the reference).
@@ -152,7 +153,11 @@ def _classes():
 
         def sample_img2img(self, p, x, noise, conditioning, unconditional_conditioning, steps=None,
                            image_conditioning=None):
-            steps, strength, warning = img2img_plan(steps or p.steps, float(p.denoising_strength))
+            webui_processing.raise_pending_error(p)
+            try:
+                steps, strength, warning = img2img_plan(steps or p.steps, float(p.denoising_strength))
+            except ValueError as e:
+                webui_processing.abort_generation(str(e))
             if warning:
                 p.extra_generation_params["LCM-LoRA warning"] = warning
                 print(f"LCM-LoRA: {warning}")

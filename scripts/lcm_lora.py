@@ -24,16 +24,10 @@ class LcmLoraScript(scripts.Script):
         return webui_ui.build_panel(self, is_img2img)
 
     def before_process(self, p, *args):
-        p.lcm_lora_settings = webui_processing.settings_for(p, args)
-        if p.lcm_lora_settings.enabled:
-            webui_processing.apply_settings(p, p.lcm_lora_settings)
+        webui_processing.before_process(p, args)
 
     def process(self, p, *args):
-        settings = getattr(p, "lcm_lora_settings", None)
-        if settings is not None and settings.enabled:
-            webui_processing.enable_for_loaded_checkpoint(p, shared.sd_model, settings)
-        else:
-            webui_processing.resolve_aliases(p, shared.sd_model)
+        webui_processing.process(p, shared.sd_model)
 
 
 def _on_before_ui():

@@ -168,3 +168,26 @@ def test_img2img_plan():
     assert steps == 5 and "at most 5" in warning
     with pytest.raises(ValueError, match="strength >= 0.02"):
         img2img_plan(4, 0.01)
+
+
+def test_bad_script_args_abort_the_generation_before_any_unet_call(host):
+    from lib_lcm import webui_processing
+
+    p = FakeP(cfg_scale=7.0, steps=20, sampler_name="Euler a")
+    webui_processing.before_process(p, [{"enabled": True, "steps": 0}])
+    assert p.sampler_name == "LCM-LoRA"
+    cond, uncond = conds()
+    with pytest.raises(Exception, match="'steps' = 0 is outside 1..16"):
+        run_txt2img(host, "LCM-LoRA", p, cond, uncond)
+    assert host.sd_model.calls == []
+
+
+def test_disabled_script_changes_nothing_on_p(host):
+    from lib_lcm import webui_processing
+
+    p = FakeP(cfg_scale=7.0, steps=20, sampler_name="Euler a", prompt="a cat", all_prompts=["a cat"])
+    before = dict(vars(p))
+    webui_processing.before_process(p, [False, 4, 1.0, 1.0, "LCM", 0.3])
+    webui_processing.process(p, host.sd_model)
+    after = {k: v for k, v in vars(p).items() if k != "lcm_lora_settings"}
+    assert after == before
