@@ -41,3 +41,9 @@ def test_tiny_lcm_lora_tag_is_applied(webui, webui_server):
     assert "Lora not found" not in with_lora.infotext
     assert np.asarray(with_lora.image).tobytes() != np.asarray(plain.image).tobytes()
     assert "Network not found" not in webui_server.log_text()
+
+
+def test_ui_mode_serves_the_page_and_the_api(webui_ui):
+    status, page = webui_ui.request("GET", "/")
+    assert status == 200 and "gradio" in page.lower()
+    assert webui_ui.get("/sdapi/v1/samplers")

@@ -35,6 +35,8 @@ BASE_ARGS = (
     "--server-name", "127.0.0.1",
 )
 
+STARTUP_LINE = "Startup time:"  # webui.py prints it once every route and middleware is in place
+
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -287,12 +289,15 @@ class WebUIServer:
                 raise WebUIError(
                     f"WebUI exited with code {self.process.returncode} during start-up:\n{self.log_tail()}"
                 )
-            try:
-                status, _ = client.request("GET", "/sdapi/v1/sd-models", timeout=5)
-                if status == 200:
-                    break
-            except OSError:
-                pass
+            # In UI mode gradio listens before the WebUI adds its middleware; a request in between
+            # makes starlette freeze the app and the start dies. "Startup time:" is printed after that.
+            if STARTUP_LINE in self.log_text():
+                try:
+                    status, _ = client.request("GET", "/sdapi/v1/sd-models", timeout=5)
+                    if status == 200:
+                        break
+                except OSError:
+                    pass
             if time.monotonic() > deadline:
                 self.stop()
                 raise WebUIError(f"WebUI did not answer within {timeout:.0f} s:\n{self.log_tail()}")
