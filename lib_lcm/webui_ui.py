@@ -78,7 +78,8 @@ class PanelStatus:
     """What the status line says: the loaded checkpoint, its LCM-LoRA file and whether that file is there.
 
     `stem` is None when the checkpoint has no LCM-LoRA (or no checkpoint is loaded); `problem` is a message
-    that replaces the usual text (unsupported checkpoint, download error, ...).
+    that replaces the usual text (unsupported checkpoint, download error, ...); `checked` is False for the
+    placeholder shown before the server has looked.
     """
 
     checkpoint: str | None = None
@@ -89,6 +90,7 @@ class PanelStatus:
     verified: bool = False
     problem: str | None = None
     progress: str | None = None
+    checked: bool = True
 
     @property
     def needs_download(self) -> bool:
@@ -117,11 +119,14 @@ def panel_status(sd_model, lora_dir, registry=None) -> PanelStatus:
 
 
 def status_html(status: PanelStatus) -> str:
-    """The status line; `data-lcm-stem` tells the page logic which `<lora:STEM>` to write ("" = none)."""
+    """The status line; `data-lcm-stem` tells the page logic which `<lora:STEM>` to write ("" = none; no
+    attribute = not known yet)."""
     from lib_lcm.webui_processing import ARCHITECTURE_NAMES
 
     stem = status.stem or ""
-    attrs = f'class="lcm-lora-status" data-lcm-stem="{html.escape(stem)}" data-lcm-installed="{str(status.installed).lower()}"'
+    attrs = 'class="lcm-lora-status"'
+    if status.checked:
+        attrs += f' data-lcm-stem="{html.escape(stem)}" data-lcm-installed="{str(status.installed).lower()}"'
     parts = []
     if status.checkpoint:
         family = ARCHITECTURE_NAMES.get(status.architecture or "", status.architecture or "")
@@ -240,7 +245,7 @@ def build_panel(script, is_img2img: bool):
             components["gamma"] = _component(gr, _param("gamma"), tab, values["gamma"],
                                              visible=values["mode"] == "TCD")
         with gr.Row(elem_classes=["lcm-lora-row"]):
-            status = gr.HTML(value=status_html(PanelStatus(problem="Checking the loaded checkpoint...")),
+            status = gr.HTML(value=status_html(PanelStatus(problem="Checking the loaded checkpoint...", checked=False)),
                              elem_id=elem_id(tab, "status"))
             download = gr.Button("Download LCM-LoRA", visible=False, elem_id=elem_id(tab, "download"),
                                  elem_classes=["lcm-lora-download"])

@@ -308,6 +308,13 @@ def test_status_for_an_unsupported_checkpoint_says_so_and_offers_no_download(tmp
     assert "SD 2.x" in text and "LCM-LoRA exists for SD 1.5, SDXL and SSD-1B" in text
 
 
+def test_placeholder_status_carries_no_stem_so_the_page_waits_for_the_real_one():
+    with fake_host() as host:
+        _, _, created = build(host)
+    placeholder = created["lcm_lora_txt2img_status"].value
+    assert "Checking" in placeholder and "data-lcm-stem" not in placeholder
+
+
 def test_status_without_a_model_and_html_escaping():
     assert webui_ui.panel_status(None, "").problem == "No checkpoint is loaded yet."
     text = webui_ui.status_html(webui_ui.PanelStatus(checkpoint='<b>"x"</b>', architecture="sd1",

@@ -1,0 +1,284 @@
+// Scenarios for the LCM-LoRA panel in a real WebUI page; run by tests/e2e/test_browser.py, which judges them.
+// Usage: node panel.mjs '<json config>'  (url, out, chromium, initImage, checkpoints, loadedCheckpoint)
+// Every scenario gets a fresh page and records what the page shows; report.json goes to config.out.
+import {chromium} from "playwright-core";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const config = JSON.parse(process.argv[2]);
+const LOAD_TIMEOUT = 120000;
+const STEP_TIMEOUT = 20000;
+const GENERATE_TIMEOUT = 180000;
+
+function readControls(page, tab) {
+    return page.evaluate((tab) => {
+        const q = (selector) => document.querySelector(selector);
+        const number = (id) => {
+            const input = q(`#${id} input[type=number]`);
+            return input ? Number(input.value) : null;
+        };
+        const status = q(`#lcm_lora_${tab}_status .lcm-lora-status`);
+        const gamma = q(`#lcm_lora_${tab}_gamma`);
+        return {
+            sampler: q(`#${tab}_sampling input`)?.value ?? null,
+            scheduler: q(`#${tab}_scheduler input`)?.value ?? null,
+            steps: number(`${tab}_steps`),
+            cfg: number(`${tab}_cfg_scale`),
+            prompt: q(`#${tab}_prompt textarea`)?.value ?? null,
+            hrSampler: q("#hr_sampler input")?.value ?? null,
+            hrSteps: number("txt2img_hires_steps"),
+            panelEnabled: q(`#lcm_lora_${tab}_enabled-visible-checkbox`)?.checked ?? null,
+            panelOpen: q(`#lcm_lora_${tab}_enabled`)?.classList.contains("input-accordion-open") ?? null,
+            panelSteps: number(`lcm_lora_${tab}_steps`),
+            panelCfg: number(`lcm_lora_${tab}_cfg_scale`),
+            panelWeight: number(`lcm_lora_${tab}_weight`),
+            panelMode: q(`#lcm_lora_${tab}_mode input:checked`)?.value ?? null,
+            gammaVisible: Boolean(gamma && gamma.offsetParent !== null),
+            statusStem: status?.getAttribute("data-lcm-stem") ?? null,
+            statusText: status?.innerText ?? "",
+        };
+    }, tab);
+}
+
+// Wait for a condition on the tab's controls; on timeout carry on: the report shows what the page had.
+async function settle(page, tab, predicate, timeout = STEP_TIMEOUT) {
+    const deadline = Date.now() + timeout;
+    let values = await readControls(page, tab);
+    while (!predicate(values) && Date.now() < deadline) {
+        await page.waitForTimeout(100);
+        values = await readControls(page, tab);
+    }
+    await page.waitForTimeout(300);  // let gradio apply any queued change events
+    return readControls(page, tab);
+}
+
+async function setNumber(page, id, value) {
+    const input = page.locator(`#${id} input[type=number]`);
+    await input.fill(String(value));
+    await input.press("Enter");
+}
+
+async function setPrompt(page, tab, text) {
+    await page.fill(`#${tab}_prompt textarea`, text);
+}
+
+async function chooseDropdown(page, id, value) {
+    const input = page.locator(`#${id} input`);
+    await input.click();
+    await input.fill(value);
+    await page.locator(`#${id} ul.options li`, {hasText: value}).first().click();
+    await page.waitForFunction(([id, value]) => document.querySelector(`#${id} input`).value.startsWith(value), [id, value],
+        {timeout: STEP_TIMEOUT});
+}
+
+async function switchTab(page, name) {
+    await page.locator("#tabs > .tab-nav > button", {hasText: name}).first().click();
+}
+
+// Open the panel like a user does (the InputAccordion switches on with it).
+async function openPanel(page, tab) {
+    await page.click(`#lcm_lora_${tab}_enabled .label-wrap`);
+    return settle(page, tab, (v) => v.panelEnabled && v.sampler?.startsWith("LCM-LoRA") &&
+        /lcm-lora/.test(v.prompt ?? ""));
+}
+
+async function switchOff(page, tab) {
+    await page.click(`#lcm_lora_${tab}_enabled-visible-checkbox`);
+    return settle(page, tab, (v) => !v.panelEnabled && !v.sampler?.startsWith("LCM-LoRA"));
+}
+
+// gradio 3.41 gives the HTML block and its content the same id: the inner .prose element has the text.
+function infotext(page, tab) {
+    return page.evaluate((tab) => document.querySelector(`.prose#html_info_${tab}`)?.innerText ?? "", tab);
+}
+
+async function generate(page, tab) {
+    const previous = await infotext(page, tab);
+    await page.click(`#${tab}_generate`);
+    await page.waitForFunction(([tab, previous]) => {
+        const text = document.querySelector(`.prose#html_info_${tab}`)?.innerText ?? "";
+        return text.includes("Steps:") && text !== previous;
+    }, [tab, previous], {timeout: GENERATE_TIMEOUT});
+    return infotext(page, tab);
+}
+
+async function smallImages(page, tab) {
+    await setNumber(page, `${tab}_width`, 64);
+    await setNumber(page, `${tab}_height`, 64);
+}
+
+const scenarios = {
+    async txt2img(page) {
+        const tab = "txt2img";
+        await smallImages(page, tab);
+        await chooseDropdown(page, "txt2img_sampling", "Euler a");
+        await setNumber(page, "txt2img_steps", 25);
+        await setNumber(page, "txt2img_cfg_scale", 6.5);
+        await setPrompt(page, tab, "a cat, <lora:tiny-style-sd15:0.8>");
+        const before = await settle(page, tab, (v) => v.steps === 25 && v.cfg === 6.5);
+        const on = await openPanel(page, tab);
+        await setNumber(page, "lcm_lora_txt2img_steps", 6);
+        await setNumber(page, "lcm_lora_txt2img_cfg_scale", 1.5);
+        await setNumber(page, "lcm_lora_txt2img_weight", 0.75);
+        const synced = await settle(page, tab, (v) => v.steps === 6 && v.cfg === 1.5 && v.prompt.includes(":0.75>"));
+        await page.click("#lcm_lora_txt2img_mode label:has-text('TCD')");
+        const tcd = await settle(page, tab, (v) => v.sampler === "LCM-LoRA TCD" && v.gammaVisible);
+        await page.click("#lcm_lora_txt2img_mode label:has-text('LCM')");
+        await setNumber(page, "lcm_lora_txt2img_steps", 4);
+        await setNumber(page, "lcm_lora_txt2img_cfg_scale", 1);
+        await setNumber(page, "lcm_lora_txt2img_weight", 1);
+        await settle(page, tab, (v) => v.sampler === "LCM-LoRA" && v.steps === 4 && v.cfg === 1 &&
+            v.prompt.includes("lcm-lora-sdv1-5:1>"));
+        const infotext = await generate(page, tab);
+        const off = await switchOff(page, tab);
+        return {before, on, synced, tcd, infotext, off};
+    },
+
+    async edits(page) {
+        const tab = "txt2img";
+        await chooseDropdown(page, "txt2img_sampling", "Euler a");
+        await setPrompt(page, tab, "<lora:lcm-lora-sdv1-5:0.5> a dog");
+        const before = await settle(page, tab, (v) => v.sampler === "Euler a");
+        const on = await openPanel(page, tab);
+        await setNumber(page, "txt2img_steps", 10);
+        await setPrompt(page, tab, on.prompt + ", at night");
+        await settle(page, tab, (v) => v.steps === 10);
+        const off = await switchOff(page, tab);
+        return {before, on, off};
+    },
+
+    async hires(page) {
+        const tab = "txt2img";
+        await smallImages(page, tab);
+        await setPrompt(page, tab, "a cat");
+        await page.click("#txt2img_hr .label-wrap");
+        await setNumber(page, "txt2img_hires_steps", 3);
+        const before = await settle(page, tab, (v) => v.hrSteps === 3);
+        const on = await openPanel(page, tab);
+        const infotext = await generate(page, tab);
+        const off = await switchOff(page, tab);
+        return {before, on, infotext, off};
+    },
+
+    async img2img(page) {
+        const tab = "img2img";
+        await switchTab(page, "img2img");
+        await page.setInputFiles("#img2img_image input[type=file]", config.initImage);
+        await smallImages(page, tab);
+        await chooseDropdown(page, "img2img_sampling", "Euler a");
+        await setPrompt(page, tab, "a cat");
+        const before = await settle(page, tab, (v) => v.sampler === "Euler a");
+        const on = await openPanel(page, tab);
+        const infotext = await generate(page, tab);
+        const off = await switchOff(page, tab);
+        return {before, on, infotext, off};
+    },
+
+    async pnginfo(page, context) {
+        const tab = "txt2img";
+        await smallImages(page, tab);
+        await setPrompt(page, tab, "a cat");
+        await openPanel(page, tab);
+        await setNumber(page, "lcm_lora_txt2img_weight", 0.75);
+        await settle(page, tab, (v) => v.prompt.includes(":0.75>"));
+        await generate(page, tab);
+        const src = await page.locator("#txt2img_gallery img").first().getAttribute("src");
+        const response = await page.request.get(new URL(src, config.url).href);
+        const png = path.join(config.out, "lcm-generated.png");
+        fs.writeFileSync(png, await response.body());
+
+        const fresh = await newPage(context);
+        const pageErrors = fresh.pageErrors;
+        await switchTab(fresh.page, "PNG Info");
+        await fresh.page.setInputFiles("#pnginfo_image input[type=file]", png);
+        await fresh.page.waitForFunction(
+            () => (document.querySelector("#pnginfo_generation_info textarea")?.value ?? "").includes("Steps:"),
+            null, {timeout: STEP_TIMEOUT});
+        const parameters = await fresh.page.locator("#pnginfo_generation_info textarea").inputValue();
+        await fresh.page.click("#txt2img_tab");
+        const pasted = await settle(fresh.page, tab, (v) => v.panelEnabled && v.panelOpen && v.panelWeight === 0.75 &&
+            v.sampler === "LCM-LoRA");
+        return {parameters, pasted, pageErrors};
+    },
+
+    async screenshot(page) {
+        const tab = "txt2img";
+        await smallImages(page, tab);
+        await setPrompt(page, tab, "a cat, <lora:tiny-style-sd15:0.8>");
+        await openPanel(page, tab);
+        await generate(page, tab);
+        const file = path.join(config.out, "panel.png");
+        await page.locator("#tab_txt2img").screenshot({path: file});
+        return {path: file};
+    },
+
+    // Last: it changes the server's loaded checkpoint (and puts it back).
+    async checkpoint(page) {
+        const tab = "txt2img";
+        const other = config.checkpoints.find((name) => name !== config.loadedCheckpoint);
+        const otherStem = other.replace(/\.safetensors$/, "");
+        const loadedStem = config.loadedCheckpoint.replace(/\.safetensors$/, "");
+        await setPrompt(page, tab, "a cat");
+        const before = await openPanel(page, tab);
+        await chooseDropdown(page, "setting_sd_model_checkpoint", otherStem);
+        const after = await settle(page, tab, (v) => v.statusText.includes(otherStem), 120000);
+        await chooseDropdown(page, "setting_sd_model_checkpoint", loadedStem);
+        const back = await settle(page, tab,
+            (v) => v.statusText.includes(loadedStem + " ") || v.statusText.includes(loadedStem + "\n"), 120000);
+        return {before, after, back};
+    },
+};
+
+async function newPage(context) {
+    const page = await context.newPage();
+    const pageErrors = [];
+    page.on("pageerror", (error) => {
+        // The host's own InputAccordions log a gradio error on every toggle; only errors from our files count.
+        if (/lcm_lora|lcmLora/.test(`${error.message}\n${error.stack}`)) pageErrors.push(error.stack || error.message);
+    });
+    page.on("console", (message) => {
+        if (message.type() === "error" && /LCM-LoRA/.test(message.text())) pageErrors.push(message.text());
+    });
+    await page.goto(config.url, {timeout: LOAD_TIMEOUT});
+    await page.waitForSelector("#lcm_lora_txt2img_status .lcm-lora-status[data-lcm-stem]",
+        {state: "attached", timeout: LOAD_TIMEOUT});
+    await page.waitForSelector("#lcm_lora_img2img_status .lcm-lora-status[data-lcm-stem]",
+        {state: "attached", timeout: LOAD_TIMEOUT});
+    return {page, pageErrors};
+}
+
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "lcm-lora-chromium-"));
+const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: config.chromium,
+    headless: true,
+    viewport: {width: 1280, height: 1400},
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"],
+});
+const report = {};
+try {
+    for (const [name, run] of Object.entries(scenarios)) {
+        const started = Date.now();
+        let opened;
+        try {
+            opened = await newPage(context);
+            const result = await run(opened.page, context);
+            const pageErrors = [...opened.pageErrors, ...(result.pageErrors ?? [])];
+            report[name] = {...result, pageErrors};
+        } catch (error) {
+            report[name] = {error: error.stack || String(error), pageErrors: opened?.pageErrors ?? []};
+            if (opened) {
+                await opened.page.screenshot({path: path.join(config.out, `${name}-failure.png`), fullPage: true})
+                    .catch(() => {});
+                report[name].controls = await readControls(opened.page, "txt2img").catch(() => null);
+            }
+        }
+        console.log(`${name}: ${report[name].error ? "ERROR" : "ran"} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        for (const page of context.pages()) await page.close();
+    }
+} finally {
+    fs.writeFileSync(path.join(config.out, "report.json"), JSON.stringify(report, null, 2));
+    await context.close();
+    fs.rmSync(userDataDir, {recursive: true, force: true});
+}

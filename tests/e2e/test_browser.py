@@ -1,0 +1,224 @@
+"""The LCM-LoRA panel in a real browser against the real WebUI (UI mode).
+
+Headless Debian Chromium (/usr/bin/chromium) driven by playwright-core from npm (tests/e2e/browser, installed
+here with `npm ci` on first use; never `npx playwright install`). tests/e2e/browser/panel.mjs runs every
+scenario once, each in a fresh page, and reports what the page showed; the tests below judge it.
+
+Set LCM_LORA_SCREENSHOT=<path> (e.g. docs/panel.png) to also save the screenshot of the open panel there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.webui import REPO_ROOT, WebUIClient, WebUIServer
+
+pytestmark = pytest.mark.e2e
+
+BROWSER_DIR = Path(__file__).resolve().parent / "browser"
+CHROMIUM = Path("/usr/bin/chromium")
+NPM_TIMEOUT = 600
+RUN_TIMEOUT = 900
+STYLE_TAG = "<lora:tiny-style-sd15:0.8>"
+LCM_TAG = "<lora:lcm-lora-sdv1-5:1>"
+
+
+class _UIStartClient(WebUIClient):
+    """Holds every request back until the UI-mode WebUI has finished starting.
+
+    In UI mode A1111 listens (gradio's launch) before it adds its API middleware; a request in between makes
+    starlette freeze the middleware stack and the start fails with "Cannot add middleware after an
+    application has started". "Startup time:" is logged once webui() is done.
+    """
+
+    def __init__(self, server: WebUIServer):
+        super().__init__(server.base_url)
+        self.server = server
+
+    def request(self, *args, **kwargs):
+        while "Startup time:" not in self.server.log_text() and self.server.process.poll() is None:
+            time.sleep(0.5)
+        return super().request(*args, **kwargs)
+
+
+class UIServer(WebUIServer):
+    def client(self) -> WebUIClient:
+        return _UIStartClient(self) if self.process is not None else super().client()
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"browser e2e: `{name}` is not on PATH")
+    return path
+
+
+def install_playwright() -> Path:
+    """playwright-core from tests/e2e/browser/package-lock.json (npm ci), once."""
+    module = BROWSER_DIR / "node_modules" / "playwright-core"
+    if not module.is_dir():
+        npm = _tool("npm")
+        run = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BROWSER_DIR, capture_output=True,
+                             text=True, timeout=NPM_TIMEOUT)
+        if run.returncode != 0:
+            pytest.fail(f"npm ci in {BROWSER_DIR} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    return module
+
+
+@pytest.fixture(scope="module")
+def ui_server(webui_installation, tmp_path_factory, tiny_webui_models, webui_env):
+    from tests.e2e.conftest import EXTENSION_NAME
+    from tests.e2e.webui import DataDir
+
+    if not CHROMIUM.is_file():
+        pytest.skip("browser e2e: /usr/bin/chromium is missing (apt-get install -y chromium fonts-noto-color-emoji)")
+    _tool("node")
+    install_playwright()
+    root = tmp_path_factory.mktemp("webui-browser")
+    data_dir = DataDir.create(root / "data", tiny_webui_models["checkpoints"], tiny_webui_models["loras"],
+                              extensions={EXTENSION_NAME: REPO_ROOT})
+    server = UIServer(webui_installation, data_dir, ui=True, extra_env=dict(webui_env))
+    server.prepare()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def page_report(ui_server, tmp_path_factory):
+    """Run every scenario of panel.mjs once; {scenario: observations}."""
+    from PIL import Image
+
+    out = tmp_path_factory.mktemp("browser-out")
+    Image.new("RGB", (64, 64), (120, 90, 200)).save(out / "init.png")
+    checkpoints = [p.name for p in ui_server.data_dir.root.joinpath("models", "Stable-diffusion").glob("*.safetensors")]
+    config = {"url": ui_server.base_url, "out": str(out), "chromium": str(CHROMIUM), "initImage": str(out / "init.png"),
+              "checkpoints": sorted(checkpoints), "loadedCheckpoint": ui_server.data_dir.checkpoint.name}
+    run = subprocess.run([_tool("node"), str(BROWSER_DIR / "panel.mjs"), json.dumps(config)], cwd=BROWSER_DIR,
+                         capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    report_path = out / "report.json"
+    if not report_path.is_file():
+        pytest.fail(f"panel.mjs wrote no report (exit {run.returncode}):\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
+                    f"\n--- WebUI log ---\n{ui_server.log_tail(80)}")
+    report = json.loads(report_path.read_text())
+    screenshot = out / "panel.png"
+    target = os.environ.get("LCM_LORA_SCREENSHOT")
+    if target and screenshot.is_file():
+        shutil.copyfile(screenshot, REPO_ROOT / target)
+    print(f"\nbrowser report: {report_path}\n" + run.stdout[-3000:])
+    return report
+
+
+def scenario(report: dict, name: str) -> dict:
+    result = report.get(name)
+    assert result is not None, f"scenario {name} did not run"
+    assert not result.get("error"), f"scenario {name} failed in the browser:\n{result['error']}"
+    assert not result.get("pageErrors"), f"page errors from the panel's scripts: {result['pageErrors']}"
+    return result
+
+
+def infotext_fields(text: str) -> dict:
+    """`Key: value` pairs of an infotext's last line (quoted values kept whole)."""
+    last = text.strip().splitlines()[-1]
+    return {key: value.strip('"') for key, value in re.findall(r'\s*([\w \-/]+):\s*("(?:\\.|[^"])*"|[^,]*)(?:,|$)', last)}
+
+
+def test_switching_on_sets_the_tabs_own_controls_and_the_prompt_tag(page_report):
+    s = scenario(page_report, "txt2img")
+    before, on = s["before"], s["on"]
+    assert (before["sampler"], before["steps"], before["cfg"]) == ("Euler a", 25, 6.5)
+    assert on["panelEnabled"] is True
+    assert (on["sampler"], on["scheduler"], on["steps"], on["cfg"]) == ("LCM-LoRA", "Automatic", 4, 1)
+    assert on["prompt"] == f"a cat, {STYLE_TAG} {LCM_TAG}"
+    assert on["prompt"].count("lcm-lora") == 1
+    assert on["statusStem"] == "lcm-lora-sdv1-5"
+    assert "tiny-sd15" in on["statusText"] and "installed" in on["statusText"]
+
+
+def test_panel_steps_and_cfg_keep_the_tab_in_sync(page_report):
+    s = scenario(page_report, "txt2img")
+    assert (s["synced"]["steps"], s["synced"]["cfg"]) == (6, 1.5)
+    assert s["synced"]["prompt"] == f"a cat, {STYLE_TAG} <lora:lcm-lora-sdv1-5:0.75>"
+    assert s["tcd"]["sampler"] == "LCM-LoRA TCD" and s["tcd"]["gammaVisible"] is True
+    assert s["on"]["gammaVisible"] is False
+
+
+def test_generate_records_the_lcm_settings_and_the_lora_hash(page_report):
+    s = scenario(page_report, "txt2img")
+    info = infotext_fields(s["infotext"])
+    assert info["Sampler"] == "LCM-LoRA" and info["Steps"] == "4" and info["CFG scale"] == "1.0"
+    assert info["LCM-LoRA"] == "lcm-lora-sdv1-5"
+    assert info["LCM-LoRA weight"] == "1.0"
+    assert "lcm-lora-sdv1-5: " in info["Lora hashes"] and "tiny-style-sd15: " in info["Lora hashes"]
+    assert s["infotext"].count("<lora:lcm-lora-sdv1-5") == 1
+    assert "Lora not found" not in s["infotext"]
+
+
+def test_switching_off_restores_the_users_values_and_prompt(page_report):
+    s = scenario(page_report, "txt2img")
+    before, off = s["before"], s["off"]
+    assert off["panelEnabled"] is False
+    for key in ("sampler", "scheduler", "steps", "cfg", "prompt", "hrSampler", "hrSteps"):
+        assert off[key] == before[key], key
+
+
+def test_user_edits_made_while_on_are_kept(page_report):
+    s = scenario(page_report, "edits")
+    assert s["on"]["prompt"] == "<lora:lcm-lora-sdv1-5:1> a dog", "an existing tag is updated, not duplicated"
+    off = s["off"]
+    assert off["steps"] == 10, "a control the user changed while on stays"
+    assert (off["sampler"], off["cfg"]) == ("Euler a", s["before"]["cfg"])
+    assert off["prompt"] == "<lora:lcm-lora-sdv1-5:1> a dog, at night", "the user's own tag and text stay"
+
+
+def test_hires_fix_follows_the_lcm_sampler_and_steps(page_report):
+    s = scenario(page_report, "hires")
+    assert (s["on"]["hrSampler"], s["on"]["hrSteps"]) == ("Use same sampler", 0)
+    info = infotext_fields(s["infotext"])
+    assert info["Sampler"] == "LCM-LoRA" and info["LCM-LoRA"] == "lcm-lora-sdv1-5"
+    assert "Hires upscale" in info and "Hires sampler" not in info
+    assert s["infotext"].count("<lora:lcm-lora-sdv1-5") == 1
+    assert (s["off"]["hrSampler"], s["off"]["hrSteps"]) == (s["before"]["hrSampler"], s["before"]["hrSteps"])
+
+
+def test_img2img_tab_the_same(page_report):
+    s = scenario(page_report, "img2img")
+    before, on, off = s["before"], s["on"], s["off"]
+    assert (on["sampler"], on["steps"], on["cfg"]) == ("LCM-LoRA", 4, 1)
+    assert on["prompt"] == f"a cat {LCM_TAG}"
+    info = infotext_fields(s["infotext"])
+    assert info["Sampler"] == "LCM-LoRA" and info["LCM-LoRA"] == "lcm-lora-sdv1-5"
+    assert "lcm-lora-sdv1-5: " in info["Lora hashes"]
+    for key in ("sampler", "scheduler", "steps", "cfg", "prompt"):
+        assert off[key] == before[key], key
+
+
+def test_png_info_send_to_txt2img_restores_the_panel(page_report):
+    s = scenario(page_report, "pnginfo")
+    assert "LCM-LoRA: lcm-lora-sdv1-5" in s["parameters"]
+    pasted = s["pasted"]
+    assert pasted["panelEnabled"] is True and pasted["panelOpen"] is True
+    assert (pasted["panelSteps"], pasted["panelWeight"], pasted["panelMode"]) == (4, 0.75, "LCM")
+    assert (pasted["sampler"], pasted["steps"], pasted["cfg"]) == ("LCM-LoRA", 4, 1)
+    assert pasted["prompt"].count("<lora:lcm-lora-sdv1-5:0.75>") == 1
+
+
+def test_checkpoint_change_refreshes_the_status_line(page_report):
+    s = scenario(page_report, "checkpoint")
+    assert "tiny-sd15-inpainting" in s["after"]["statusText"]
+    assert s["after"]["statusStem"] == "lcm-lora-sdv1-5"
+    assert s["after"]["prompt"].count("<lora:lcm-lora-sdv1-5:1>") == 1
+    assert "tiny-sd15-inpainting" not in s["before"]["statusText"]
+
+
+def test_screenshot_of_the_open_panel_is_saved(page_report):
+    s = scenario(page_report, "screenshot")
+    path = Path(s["path"])
+    assert path.is_file() and path.stat().st_size > 10_000
