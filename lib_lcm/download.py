@@ -261,7 +261,8 @@ def _hub():
 def _probe(entry: WeightsEntry, lora_dir, endpoint, token, timeout: float):
     """One HEAD without retries: fail in ``timeout`` seconds instead of huggingface_hub's ~23 s backoff.
 
-    Returns (size, etag) as the hub reports them (None where absent).
+    Returns (size, etag) as the hub reports them (None where absent). Any 2xx/3xx answer means reachable;
+    hf_hub_download then follows relative redirects (renamed repos) itself.
     """
     hub = _hub()
     from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
@@ -273,8 +274,11 @@ def _probe(entry: WeightsEntry, lora_dir, endpoint, token, timeout: float):
     try:
         headers = build_hf_headers(token=token, library_name=LIBRARY_NAME, library_version=__version__)
         headers["Accept-Encoding"] = "identity"
+        # Like huggingface_hub's own metadata call, do not follow the redirect to the CDN: presigned CDN
+        # URLs may refuse HEAD, and the hub puts size and etag on the redirect itself.
+        no_redirects = {"follow_redirects": False} if _version(hub.__version__) >= (1, 0) else {"allow_redirects": False}
         response = http_backoff(
-            "HEAD", url, headers=headers, timeout=timeout, max_retries=0, retry_on_status_codes=()
+            "HEAD", url, headers=headers, timeout=timeout, max_retries=0, retry_on_status_codes=(), **no_redirects
         )
         hf_raise_for_status(response)
     except Exception as exc:
@@ -282,7 +286,7 @@ def _probe(entry: WeightsEntry, lora_dir, endpoint, token, timeout: float):
     finally:
         http_logger.setLevel(level)
     head = response.headers
-    size = head.get("X-Linked-Size") or head.get("Content-Length")
+    size = head.get("X-Linked-Size") or (None if 300 <= response.status_code < 400 else head.get("Content-Length"))
     etag = (head.get("X-Linked-Etag") or head.get("ETag") or "").removeprefix("W/").strip('"') or None
     return (int(size) if size and size.isdigit() else None), etag
 

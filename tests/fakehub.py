@@ -11,7 +11,8 @@ Serves on 127.0.0.1 (port 0, picked by the OS):
 Knobs (set them between requests): ``status`` answers every request with that code; ``cuts``/``cut_after``
 close the next ``cuts`` bodies after ``cut_after`` bytes; ``stall_head`` never answers HEAD;
 ``stalls``/``stall_after`` make the next ``stalls`` bodies hang after ``stall_after`` bytes; ``corrupt``
-serves wrong bytes of the right length; ``gate`` (an Event) holds every GET until set, ``get_started``
+serves wrong bytes of the right length; ``renamed`` maps an old repo id to its new one, answered with a
+relative 307 like the hub's renamed-repo redirect; ``gate`` (an Event) holds every GET until set, ``get_started``
 is set when one waits there. ``requests`` lists what was asked (method, path, Range header, status,
 body bytes sent).
 
@@ -66,6 +67,7 @@ class FakeHub:
         self.stall_after: int | None = None
         self.stalls = 0
         self.corrupt = False
+        self.renamed: dict[str, str] = {}
         self.gate: threading.Event | None = None
         self.get_started = threading.Event()
         self._stopping = threading.Event()
@@ -178,11 +180,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "Accept-Ranges": "bytes",
         }
 
+    def _renamed(self, seen: Seen) -> bool:
+        match = _RESOLVE.match(self.path)
+        new = match and self.hub.renamed.get(match["repo"])
+        if not new:
+            return False
+        location = f"/{new}/resolve/{match['rev']}/{match['file']}"
+        self._reply(seen, 307, {"Location": location, "Content-Length": "0"})
+        return True
+
     def do_HEAD(self):
         seen = self._begin("HEAD")
         hub = self.hub
         if hub.stall_head:
             hub._stopping.wait(60)
+            return
+        if self._renamed(seen):
             return
         if hub.status is not None:
             return self._error(seen, hub.status, "RepoNotFound" if hub.status == 404 else None)
@@ -205,6 +218,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             hub.gate.wait(60)
         if hub.status is not None:
             return self._error(seen, hub.status, "RepoNotFound" if hub.status == 404 else None)
+        if self._renamed(seen):
+            return
         hub_file, error = hub._lookup(self.path)
         if error:
             return self._error(seen, *error)

@@ -99,6 +99,7 @@ def test_fresh_download_installs_verified_file_with_card_and_record(tmp_path, mo
         path = site.ensure("sdxl", progress=lambda done, total: calls.append((done, total)))
         if redirect:
             assert {r.host.split(":")[0] for r in hub.gets()} == {"localhost"}
+            assert not [r for r in hub.requests if r.method == "HEAD" and r.path.startswith("/cdn/")]
     assert path == site.final("sdxl")
     assert path.read_bytes() == site.payload["sdxl"]
     assert listed_by_webui(site.lora_dir) == [path]
@@ -236,6 +237,15 @@ def test_missing_on_hub_is_not_found_with_manual_hint(site, change):
     message = str(caught.value)
     assert "not found" in message and "save it as" in message and str(site.final()) in message
     assert not site.final().exists()
+
+
+def test_renamed_repo_is_followed(site):
+    document = json.loads(json.dumps(site.document))
+    document["variants"]["sd15"]["repo_id"] = "old-org/lcm-sd15"
+    site.hub.renamed["old-org/lcm-sd15"] = site.files["sd15"].repo_id
+    path = site.ensure(registry=weights.parse_registry(document))
+    assert path.read_bytes() == site.payload["sd15"]
+    assert [r.status for r in site.hub.requests if r.path.startswith("/old-org/")][0] == 307
 
 
 def test_server_error_fails_fast_without_backoff(site):
