@@ -30,7 +30,11 @@ def find_xyz_module():
 
 
 def register_axes():
-    """Idempotent: re-running (Reload UI) never adds an axis twice."""
+    """Idempotent: re-running (Reload UI) never adds an axis twice.
+
+    API-only starts build the X/Y/Z script's axis list (its ui()) before on_before_ui, so the script
+    instances that already exist get the new axes appended too (at the end: existing indices stay valid).
+    """
     xyz = find_xyz_module()
     if xyz is None:
         return False
@@ -45,4 +49,19 @@ def register_axes():
         else:
             option = xyz.AxisOption(label, param.kind, _setter(key))
         xyz.axis_options.append(option)
+    ours = [axis for axis in xyz.axis_options if axis.label in {label for _, label in AXES}]
+    for instance in _xyz_script_instances(xyz):
+        current = getattr(instance, "current_axis_options", None)
+        if current is not None:
+            labels = {axis.label for axis in current}
+            current.extend(axis for axis in ours if axis.label not in labels)
     return True
+
+
+def _xyz_script_instances(xyz):
+    from modules import scripts
+
+    for runner in (getattr(scripts, "scripts_txt2img", None), getattr(scripts, "scripts_img2img", None)):
+        for script in getattr(runner, "scripts", None) or ():
+            if isinstance(script, xyz.Script):
+                yield script

@@ -154,3 +154,21 @@ def test_disabled_changes_nothing_compared_with_no_extension(webui, webui_factor
     assert np.asarray(with_extension_off.image).tobytes() == np.asarray(without_extension.image).tobytes()
     strip_version = lambda text: re.sub(r", Version: .*$", "", text)  # noqa: E731
     assert strip_version(with_extension_off.infotext) == strip_version(without_extension.infotext)
+
+
+def test_xyz_axis_lcm_steps_turns_lcm_on_per_cell(webui):
+    axes = webui.get("/lcm-test/v1/xyz-axes")
+    for label in ("LCM-LoRA weight", "LCM-LoRA steps", "LCM-LoRA mode", "LCM-LoRA TCD gamma"):
+        assert axes.count(label) == 1
+    x_type = axes.index("LCM-LoRA steps")
+    script_args = [x_type, "2, 4", [], 0, "", [], 0, "", [], True, True, False, False, 0, 0, 0, 0, False]
+    result, probe = generate(webui, script_name="x/y/z plot", script_args=script_args)
+    assert probe["timesteps"] == [999, 499, 999, 759, 499, 259]
+    assert sum("Sampler: LCM-LoRA," in text for text in result.infotexts) >= 2
+
+
+def test_settings_section_is_registered(webui_ui):
+    # The host registers extension settings while building the UI only (not with --nowebui).
+    options = webui_ui.get("/sdapi/v1/options")
+    assert options["lcm_lora_steps"] == 4 and options["lcm_lora_cfg_scale"] == 1.0
+    assert options["lcm_lora_tcd_gamma"] == 0.3

@@ -2,7 +2,8 @@
 
 Installed by the e2e harness next to sd-webui-lcm-lora; never shipped. GET /lcm-test/v1/unet returns
 {"calls": forward calls, "rows": batch rows evaluated, "timesteps": first timestep of each call};
-POST /lcm-test/v1/unet/reset clears it.
+POST /lcm-test/v1/unet/reset clears it; GET /lcm-test/v1/xyz-axes lists the X/Y/Z plot's txt2img axes in the
+order its "X type" index refers to.
 """
 from modules import script_callbacks, scripts, shared
 
@@ -44,7 +45,16 @@ def _routes(_demo, app):
         COUNTS.update(calls=0, rows=0, timesteps=[])
         return COUNTS
 
+    def xyz_axes(is_img2img: bool = False):
+        for data in scripts.scripts_data:
+            if data.path.endswith("xyz_grid.py"):
+                xyz = data.module
+                return [a.label for a in xyz.axis_options
+                        if type(a) is xyz.AxisOption or a.is_img2img == is_img2img]
+        return []
+
     app.add_api_route("/lcm-test/v1/unet", read, methods=["GET"])
+    app.add_api_route("/lcm-test/v1/xyz-axes", xyz_axes, methods=["GET"])
     app.add_api_route("/lcm-test/v1/unet/reset", reset, methods=["POST"])
 
 
