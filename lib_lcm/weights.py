@@ -34,6 +34,7 @@ import os
 import re
 import shlex
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -668,11 +669,14 @@ def list_checkpoints(checkpoint_dirs, limit: int = 2000) -> list[Path]:
     return found
 
 
-def variants_for_checkpoints(checkpoint_dirs, registry, cache_path=None, detect=None, variant_for=None) -> list[str]:
+def variants_for_checkpoints(checkpoint_dirs, registry, cache_path=None, detect=None, variant_for=None,
+                             time_budget: float = 10.0) -> list[str]:
     """The LCM-LoRA variants the user's checkpoints need (safetensors headers only); ["sd15"] if none.
 
     ``detect(path) -> label`` and ``variant_for(label)`` default to lib_lcm.architecture. Labels are
     cached in ``cache_path`` by (path, size, mtime_ns) so launches do not re-read unchanged headers.
+    Headers not read within ``time_budget`` seconds (huge collections on slow disks) are left for the
+    next launch.
     """
     if detect is None or variant_for is None:
         from lib_lcm import architecture
@@ -686,6 +690,7 @@ def variants_for_checkpoints(checkpoint_dirs, registry, cache_path=None, detect=
         except (OSError, ValueError):
             cache = {}
     labels, fresh = {}, {}
+    deadline = time.monotonic() + time_budget
     for path in list_checkpoints(checkpoint_dirs):
         try:
             st = path.stat()
@@ -695,6 +700,8 @@ def variants_for_checkpoints(checkpoint_dirs, registry, cache_path=None, detect=
         hit = cache.get(key) if isinstance(cache, dict) else None
         if isinstance(hit, list) and hit[:2] == [st.st_size, st.st_mtime_ns]:
             label = hit[2]
+        elif time.monotonic() > deadline:
+            continue
         else:
             try:
                 label = detect(path)

@@ -283,6 +283,10 @@ def test_variants_for_checkpoints_uses_headers_once_and_defaults_to_sd15(tmp_pat
     assert weights.variants_for_checkpoints([folder], registry, cache, detect, variant_for) == ["sd15"]
     assert seen == ["a.safetensors"]
     assert weights.variants_for_checkpoints([tmp_path / "none"], registry, None, detect, variant_for) == ["sd15"]
+    cache.unlink()
+    seen.clear()
+    assert weights.variants_for_checkpoints([folder], registry, cache, detect, variant_for, time_budget=-1) == ["sd15"]
+    assert seen == [] and json.loads(cache.read_text()) == {}  # nothing read, nothing cached: next launch
 
 
 def test_variants_for_checkpoints_with_the_real_detector(tmp_path):
