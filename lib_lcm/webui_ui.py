@@ -329,7 +329,11 @@ def _wire_page_logic(tab, components):
 
 
 def infotext_fields(components: dict):
-    """Pasting an LCM-LoRA image's infotext turns the panel on and restores its values."""
+    """Pasting an LCM-LoRA image's infotext turns the panel on and restores its values.
+
+    The panel's own infotext keys are given as strings: the host then counts them as handled and does not
+    also offer "TCD gamma" as an override of the settings-page default.
+    """
 
     def when_lcm(key, convert=lambda v: v):
         def read(params):
@@ -343,7 +347,7 @@ def infotext_fields(components: dict):
     fields.append((components["cfg_scale"], when_lcm("CFG scale", float)))
     for param in PARAMS:
         if param.infotext:
-            fields.append((components[param.key], when_lcm(param.infotext)))
+            fields.append((components[param.key], param.infotext))
     return fields
 
 

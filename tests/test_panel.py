@@ -252,11 +252,17 @@ def test_status_line_refreshes_on_enable_on_request_and_after_download():
 def test_paste_turns_the_panel_on_and_restores_its_values():
     with fake_host() as host:
         script, inputs, _ = build(host)
-        fields = dict((component.elem_id, read) for component, read in script.infotext_fields)
+        fields = dict((component.elem_id, key) for component, key in script.infotext_fields)
         pasted = {"LCM-LoRA": "lcm-lora-sdv1-5", "Steps": "6", "CFG scale": "1.5", "LCM-LoRA weight": "0.8",
                   "LCM-LoRA mode": "TCD", "TCD gamma": "0.4", "Sampler": "LCM-LoRA TCD"}
-        values = {elem: read(pasted) for elem, read in fields.items()}
-        plain = {elem: read({"Steps": "20", "CFG scale": "7"}) for elem, read in fields.items()}
+        plain_params = {"Steps": "20", "CFG scale": "7"}
+
+        def paste(params):
+            # The host: a callable reads the params, a string key is looked up (absent = no change).
+            return {elem: key(params) if callable(key) else params.get(key, {"__type__": "update"})
+                    for elem, key in fields.items()}
+
+        values, plain = paste(pasted), paste(plain_params)
     assert values["lcm_lora_txt2img_enabled"] is True
     assert (values["lcm_lora_txt2img_steps"], values["lcm_lora_txt2img_cfg_scale"]) == (6, 1.5)
     assert values["lcm_lora_txt2img_weight"] == "0.8" and values["lcm_lora_txt2img_mode"] == "TCD"
@@ -264,6 +270,8 @@ def test_paste_turns_the_panel_on_and_restores_its_values():
     assert plain["lcm_lora_txt2img_enabled"] is False
     assert all(value == {"__type__": "update"} for elem, value in plain.items() if not elem.endswith("enabled"))
     assert script.paste_field_names == ["LCM-LoRA weight", "LCM-LoRA mode", "TCD gamma"]
+    # String keys count as handled for the host, so "TCD gamma" is not also offered as a settings override.
+    assert {"LCM-LoRA weight", "LCM-LoRA mode", "TCD gamma"} <= {key for key in fields.values() if isinstance(key, str)}
 
 
 def test_settings_section_has_the_defaults_and_policies():

@@ -202,12 +202,15 @@ def test_img2img_tab_the_same(page_report):
 
 def test_png_info_send_to_txt2img_restores_the_panel(page_report):
     s = scenario(page_report, "pnginfo")
-    assert "LCM-LoRA: lcm-lora-sdv1-5" in s["parameters"]
+    params = infotext_fields(s["parameters"])
+    assert (params["LCM-LoRA"], params["LCM-LoRA mode"], params["TCD gamma"]) == ("lcm-lora-sdv1-5", "TCD", "0.5")
     pasted = s["pasted"]
     assert pasted["panelEnabled"] is True and pasted["panelOpen"] is True
-    assert (pasted["panelSteps"], pasted["panelWeight"], pasted["panelMode"]) == (4, 0.75, "LCM")
-    assert (pasted["sampler"], pasted["steps"], pasted["cfg"]) == ("LCM-LoRA", 4, 1)
+    assert (pasted["panelSteps"], pasted["panelWeight"], pasted["panelMode"]) == (4, 0.75, "TCD")
+    assert pasted["panelGamma"] == 0.5 and pasted["gammaVisible"] is True
+    assert (pasted["sampler"], pasted["steps"], pasted["cfg"]) == ("LCM-LoRA TCD", 4, 1)
     assert pasted["prompt"].count("<lora:lcm-lora-sdv1-5:0.75>") == 1
+    assert pasted["overrideSettingsVisible"] is False, "the panel's own fields are not offered as overrides"
 
 
 def test_checkpoint_change_refreshes_the_status_line(page_report):

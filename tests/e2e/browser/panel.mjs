@@ -34,6 +34,8 @@ function readControls(page, tab) {
             panelCfg: number(`lcm_lora_${tab}_cfg_scale`),
             panelWeight: number(`lcm_lora_${tab}_weight`),
             panelMode: q(`#lcm_lora_${tab}_mode input:checked`)?.value ?? null,
+            panelGamma: number(`lcm_lora_${tab}_gamma`),
+            overrideSettingsVisible: Boolean(q(`#${tab}_override_settings`)?.offsetParent),
             gammaVisible: Boolean(gamma && gamma.offsetParent !== null),
             statusStem: status?.getAttribute("data-lcm-stem") ?? null,
             statusText: status?.innerText ?? "",
@@ -181,7 +183,11 @@ const scenarios = {
         await setPrompt(page, tab, "a cat");
         await openPanel(page, tab);
         await setNumber(page, "lcm_lora_txt2img_weight", 0.75);
-        await settle(page, tab, (v) => v.prompt.includes(":0.75>"));
+        await page.click("#lcm_lora_txt2img_mode label:has-text('TCD')");
+        await settle(page, tab, (v) => v.gammaVisible);
+        await setNumber(page, "lcm_lora_txt2img_gamma", 0.5);
+        await settle(page, tab, (v) => v.prompt.includes(":0.75>") && v.sampler === "LCM-LoRA TCD" &&
+            v.panelGamma === 0.5);
         await generate(page, tab);
         const src = await page.locator("#txt2img_gallery img").first().getAttribute("src");
         const response = await page.request.get(new URL(src, config.url).href);
@@ -198,7 +204,7 @@ const scenarios = {
         const parameters = await fresh.page.locator("#pnginfo_generation_info textarea").inputValue();
         await fresh.page.click("#txt2img_tab");
         const pasted = await settle(fresh.page, tab, (v) => v.panelEnabled && v.panelOpen && v.panelWeight === 0.75 &&
-            v.sampler === "LCM-LoRA");
+            v.sampler === "LCM-LoRA TCD" && v.panelGamma === 0.5);
         return {parameters, pasted, pageErrors};
     },
 
