@@ -72,6 +72,16 @@ def _classes():
 
     from lib_lcm import sampling, schedules, webui_processing
 
+    class CompVisDenoiser(k_diffusion.external.CompVisDenoiser):
+        def forward(self, input, sigma, **kwargs):
+            # The host's uncond-skip path drops the uncond rows of x but not of the image conditioning; an
+            # inpainting UNet concatenates that to x, so keep only the rows x has (the cond rows come first).
+            cond = kwargs.get("cond")
+            concat = cond.get("c_concat") if isinstance(cond, dict) else None
+            if concat and concat[0] is not None and concat[0].shape[0] > input.shape[0]:
+                kwargs["cond"] = {**cond, "c_concat": [concat[0][: input.shape[0]], *concat[1:]]}
+            return super().forward(input, sigma, **kwargs)
+
     class LcmCFGDenoiser(sd_samplers_cfg_denoiser.CFGDenoiser):
         boundary_condition = True
 
@@ -79,7 +89,7 @@ def _classes():
         def inner_model(self):
             if self.model_wrap is None:
                 # quantize=True: the UNet sees the integer timesteps the reference feeds it.
-                denoiser = k_diffusion.external.CompVisDenoiser(shared.sd_model, quantize=True)
+                denoiser = CompVisDenoiser(shared.sd_model, quantize=True)
                 if self.boundary_condition:
                     denoiser = sampling.LCMDenoiser(denoiser, alphas_cumprod_of(denoiser))
                 self.model_wrap = denoiser

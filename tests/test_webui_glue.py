@@ -191,3 +191,22 @@ def test_disabled_script_changes_nothing_on_p(host):
     webui_processing.process(p, host.sd_model)
     after = {k: v for k, v in vars(p).items() if k != "lcm_lora_settings"}
     assert after == before
+
+
+def test_unsupported_architecture_fails_the_generation_with_a_message_naming_the_fix(host, tmp_path):
+    import types
+
+    from lib_lcm import webui_processing
+
+    sd2 = types.SimpleNamespace(is_sd2=True, sd_checkpoint_info=types.SimpleNamespace(
+        filename=str(tmp_path / "v2-1_768-ema-pruned.ckpt"), name_for_extra="v2-1_768-ema-pruned"))
+    p = FakeP(cfg_scale=7.0, steps=20, sampler_name="Euler a", prompt="a cat", all_prompts=["a cat"])
+    webui_processing.before_process(p, [{"enabled": True}])
+    webui_processing.process(p, sd2)
+    assert "'v2-1_768-ema-pruned' is SD 2.x" in p.lcm_lora_error
+    assert "Load one of those, or turn LCM-LoRA off" in p.lcm_lora_error
+    assert p.all_prompts == ["a cat"]  # nothing tagged
+    cond, uncond = conds()
+    with pytest.raises(Exception, match="is SD 2.x"):
+        run_txt2img(host, "LCM-LoRA", p, cond, uncond)
+    assert host.sd_model.calls == []
