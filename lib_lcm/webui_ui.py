@@ -137,6 +137,8 @@ def status_html(status: PanelStatus) -> str:
         if status.installed:
             state = "installed, verified" if status.verified else "installed"
             parts.append(f"uses <code>{html.escape(stem)}</code>: {state}.")
+        elif status.progress:
+            parts.append(f"uses <code>{html.escape(stem)}</code>:")
         else:
             parts.append(f"uses <code>{html.escape(stem)}</code>: not installed yet "
                          "(downloaded on first use, or press Download).")
@@ -162,7 +164,7 @@ def current_status(progress: str | None = None, problem: str | None = None) -> P
 def _status_outputs(status: PanelStatus):
     import gradio as gr
 
-    return status_html(status), gr.update(visible=status.needs_download)
+    return status_html(status), gr.update(visible=status.needs_download and not status.progress)
 
 
 def refresh_status():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 import types
 from contextlib import contextmanager
 from pathlib import Path
@@ -335,10 +336,12 @@ def test_download_button_shows_progress_then_the_installed_status(tmp_path, monk
 
     lora_dir = tmp_path / "Lora"
     calls = []
+    release = threading.Event()
 
     def ensure_weights(variant, lora_dir_arg, progress=None, **kwargs):
         calls.append((variant, lora_dir_arg))
         progress(5 * 2**20, 10 * 2**20)
+        assert release.wait(timeout=30), "the test never let the download finish"
         target = Path(lora_dir_arg) / "LCM-LoRA" / "lcm-lora-sdv1-5.safetensors"
         target.parent.mkdir(parents=True)
         target.write_bytes(b"x")
@@ -349,13 +352,18 @@ def test_download_button_shows_progress_then_the_installed_status(tmp_path, monk
         host.shared.sd_model = fake_model(tmp_path)
         host.shared.cmd_opts.lora_dir = str(lora_dir)
         first_html, first_button = webui_ui.refresh_status()
-        steps = list(webui_ui.download_weights())
+        updates = webui_ui.download_weights()
+        steps = [next(updates)]  # the download is running (held by `release`) when the first update comes
+        release.set()
+        steps += list(updates)
     assert first_button == {"__type__": "update", "visible": True}
     assert calls == [("sd15", str(lora_dir))]
     final_html, final_button = steps[-1]
     assert final_button == {"__type__": "update", "visible": False}
     assert "installed" in final_html and "not installed" not in final_html
-    assert all("Downloading" in html or "Starting" in html for html, _ in steps[:-1])
+    for html, button in steps[:-1]:
+        assert ("Downloading" in html or "Starting" in html) and "not installed" not in html
+        assert button == {"__type__": "update", "visible": False}, "no second click while downloading"
 
 
 def test_download_error_is_shown_in_the_status_line(tmp_path, monkeypatch):

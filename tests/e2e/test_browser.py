@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -72,8 +73,7 @@ def install_playwright() -> Path:
     return module
 
 
-@pytest.fixture(scope="module")
-def ui_server(webui_installation, tmp_path_factory, tiny_webui_models, webui_env):
+def start_ui_server(installation, root: Path, models: dict, env: dict, loras: dict | None = None) -> UIServer:
     from tests.e2e.conftest import EXTENSION_NAME
     from tests.e2e.webui import DataDir
 
@@ -81,12 +81,40 @@ def ui_server(webui_installation, tmp_path_factory, tiny_webui_models, webui_env
         pytest.skip("browser e2e: /usr/bin/chromium is missing (apt-get install -y chromium fonts-noto-color-emoji)")
     _tool("node")
     install_playwright()
-    root = tmp_path_factory.mktemp("webui-browser")
-    data_dir = DataDir.create(root / "data", tiny_webui_models["checkpoints"], tiny_webui_models["loras"],
+    data_dir = DataDir.create(root / "data", models["checkpoints"], models["loras"] if loras is None else loras,
                               extensions={EXTENSION_NAME: REPO_ROOT})
-    server = UIServer(webui_installation, data_dir, ui=True, extra_env=dict(webui_env))
+    server = UIServer(installation, data_dir, ui=True, extra_env=env)
     server.prepare()
-    server.start()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def run_scenarios(server: UIServer, out: Path, **options) -> tuple[dict, str]:
+    """Run panel.mjs against `server`; ({scenario: observations}, node's output)."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (120, 90, 200)).save(out / "init.png")
+    checkpoints = [p.name for p in server.data_dir.root.joinpath("models", "Stable-diffusion").glob("*.safetensors")]
+    config = {"url": server.base_url, "out": str(out), "chromium": str(CHROMIUM), "initImage": str(out / "init.png"),
+              "checkpoints": sorted(checkpoints), "loadedCheckpoint": server.data_dir.checkpoint.name, **options}
+    run = subprocess.run([_tool("node"), str(BROWSER_DIR / "panel.mjs"), json.dumps(config)], cwd=BROWSER_DIR,
+                         capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    report_path = out / "report.json"
+    if not report_path.is_file():
+        pytest.fail(f"panel.mjs wrote no report (exit {run.returncode}):\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
+                    f"\n--- WebUI log ---\n{server.log_tail(80)}")
+    print(f"\nbrowser report: {report_path}\n" + run.stdout[-3000:])
+    return json.loads(report_path.read_text()), run.stdout
+
+
+@pytest.fixture(scope="module")
+def ui_server(webui_installation, tmp_path_factory, tiny_webui_models, webui_env):
+    server = start_ui_server(webui_installation, tmp_path_factory.mktemp("webui-browser"), tiny_webui_models,
+                             dict(webui_env))
     yield server
     server.stop()
 
@@ -94,25 +122,12 @@ def ui_server(webui_installation, tmp_path_factory, tiny_webui_models, webui_env
 @pytest.fixture(scope="module")
 def page_report(ui_server, tmp_path_factory):
     """Run every scenario of panel.mjs once; {scenario: observations}."""
-    from PIL import Image
-
     out = tmp_path_factory.mktemp("browser-out")
-    Image.new("RGB", (64, 64), (120, 90, 200)).save(out / "init.png")
-    checkpoints = [p.name for p in ui_server.data_dir.root.joinpath("models", "Stable-diffusion").glob("*.safetensors")]
-    config = {"url": ui_server.base_url, "out": str(out), "chromium": str(CHROMIUM), "initImage": str(out / "init.png"),
-              "checkpoints": sorted(checkpoints), "loadedCheckpoint": ui_server.data_dir.checkpoint.name}
-    run = subprocess.run([_tool("node"), str(BROWSER_DIR / "panel.mjs"), json.dumps(config)], cwd=BROWSER_DIR,
-                         capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    report_path = out / "report.json"
-    if not report_path.is_file():
-        pytest.fail(f"panel.mjs wrote no report (exit {run.returncode}):\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
-                    f"\n--- WebUI log ---\n{ui_server.log_tail(80)}")
-    report = json.loads(report_path.read_text())
+    report, _ = run_scenarios(ui_server, out)
     screenshot = out / "panel.png"
     target = os.environ.get("LCM_LORA_SCREENSHOT")
     if target and screenshot.is_file():
         shutil.copyfile(screenshot, REPO_ROOT / target)
-    print(f"\nbrowser report: {report_path}\n" + run.stdout[-3000:])
     return report
 
 
@@ -225,3 +240,57 @@ def test_screenshot_of_the_open_panel_is_saved(page_report):
     s = scenario(page_report, "screenshot")
     path = Path(s["path"])
     assert path.is_file() and path.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def download_report(webui_installation, tmp_path_factory, tiny_webui_models, webui_env):
+    """The Download button on a WebUI without the LoRA file, against a local stand-in for the hub.
+
+    The hub holds the file's bytes back until the page has shown download progress (the page writes the
+    signal file), so the progress line is seen for certain.
+    """
+    from tests.fakehub import FakeHub
+    from tests.fixtures import tiny
+
+    registry = json.loads(Path(tiny_webui_models["registry"]).read_text())
+    entry = registry["variants"]["sd15"]
+    lora = tiny_webui_models["models"].lora_dir / tiny.LCM_LORA_FILES["sd1"]
+    out = tmp_path_factory.mktemp("browser-download")
+    signal = out / "progress-seen"
+    with FakeHub() as hub:
+        hub.add(entry["repo_id"], entry["filename"], lora.read_bytes(), commit=entry["revision"])
+        hub.gate = threading.Event()
+        env = {**webui_env, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+               "LCM_LORA_DOWNLOAD": "none"}
+        loras = {name: path for name, path in tiny_webui_models["loras"].items() if not name.startswith("LCM-LoRA/")}
+        server = start_ui_server(webui_installation, tmp_path_factory.mktemp("webui-download"), tiny_webui_models,
+                                 env, loras=loras)
+
+        def release_when_seen():
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while not signal.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            hub.gate.set()
+
+        releaser = threading.Thread(target=release_when_seen, daemon=True)
+        releaser.start()
+        try:
+            report, _ = run_scenarios(server, out, scenarios=["download"], signal=str(signal))
+        finally:
+            signal.touch()
+            releaser.join()
+            server.stop()
+        gets = hub.gets()
+    return {**report, "hubGets": len(gets)}
+
+
+def test_download_button_shows_progress_and_installs_the_file(download_report):
+    s = scenario(download_report, "download")
+    assert s["before"]["downloadVisible"] is True and "not installed" in s["before"]["statusText"]
+    assert re.search(r"Downloading lcm-lora-sdv1-5|Starting the download", s["progress"]["statusText"])
+    assert "not installed" not in s["progress"]["statusText"] and s["progress"]["downloadVisible"] is False
+    assert s["after"]["downloadVisible"] is False
+    assert "lcm-lora-sdv1-5: installed, verified" in s["after"]["statusText"]
+    assert download_report["hubGets"] >= 1
+    info = infotext_fields(s["infotext"])
+    assert info["LCM-LoRA"] == "lcm-lora-sdv1-5" and "lcm-lora-sdv1-5: " in info["Lora hashes"]

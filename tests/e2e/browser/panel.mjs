@@ -1,5 +1,6 @@
 // Scenarios for the LCM-LoRA panel in a real WebUI page; run by tests/e2e/test_browser.py, which judges them.
-// Usage: node panel.mjs '<json config>'  (url, out, chromium, initImage, checkpoints, loadedCheckpoint)
+// Usage: node panel.mjs '<json config>'  (url, out, chromium, initImage, checkpoints, loadedCheckpoint,
+// scenarios: names to run, default all but "download"; signal: a file "download" creates once it saw progress)
 // Every scenario gets a fresh page and records what the page shows; report.json goes to config.out.
 import {chromium} from "playwright-core";
 import fs from "node:fs";
@@ -36,6 +37,7 @@ function readControls(page, tab) {
             panelMode: q(`#lcm_lora_${tab}_mode input:checked`)?.value ?? null,
             panelGamma: number(`lcm_lora_${tab}_gamma`),
             overrideSettingsVisible: Boolean(q(`#${tab}_override_settings`)?.offsetParent),
+            downloadVisible: Boolean(q(`#lcm_lora_${tab}_download`)?.offsetParent),
             gammaVisible: Boolean(gamma && gamma.offsetParent !== null),
             statusStem: status?.getAttribute("data-lcm-stem") ?? null,
             statusText: status?.innerText ?? "",
@@ -219,6 +221,22 @@ const scenarios = {
         return {path: file};
     },
 
+    // Needs a server without the LoRA file and a hub that holds the bytes back until `config.signal` exists.
+    async download(page) {
+        const tab = "txt2img";
+        await smallImages(page, tab);
+        await setPrompt(page, tab, "a cat");
+        await page.click(`#lcm_lora_${tab}_enabled .label-wrap`);
+        const before = await settle(page, tab, (v) => v.panelEnabled && v.downloadVisible);
+        await page.click(`#lcm_lora_${tab}_download`);
+        const progress = await settle(page, tab, (v) => /Downloading|Starting/.test(v.statusText));
+        fs.writeFileSync(config.signal, progress.statusText);
+        const after = await settle(page, tab, (v) => /installed/.test(v.statusText) &&
+            !/not installed/.test(v.statusText) && !v.downloadVisible, 120000);
+        const infotext = await generate(page, tab);
+        return {before, progress, after, infotext};
+    },
+
     // Last: it changes the server's loaded checkpoint (and puts it back).
     async checkpoint(page) {
         const tab = "txt2img";
@@ -264,7 +282,9 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 });
 const report = {};
 try {
-    for (const [name, run] of Object.entries(scenarios)) {
+    const names = config.scenarios ?? Object.keys(scenarios).filter((name) => name !== "download");
+    for (const name of names) {
+        const run = scenarios[name];
         const started = Date.now();
         let opened;
         try {
