@@ -73,7 +73,8 @@ def install_playwright() -> Path:
     return module
 
 
-def start_ui_server(installation, root: Path, models: dict, env: dict, loras: dict | None = None) -> UIServer:
+def start_ui_server(installation, root: Path, models: dict, env: dict, loras: dict | None = None,
+                    checkpoints: list | None = None) -> UIServer:
     from tests.e2e.conftest import EXTENSION_NAME
     from tests.e2e.webui import DataDir
 
@@ -81,12 +82,14 @@ def start_ui_server(installation, root: Path, models: dict, env: dict, loras: di
         pytest.skip("browser e2e: /usr/bin/chromium is missing (apt-get install -y chromium fonts-noto-color-emoji)")
     _tool("node")
     install_playwright()
-    data_dir = DataDir.create(root / "data", models["checkpoints"], models["loras"] if loras is None else loras,
-                              extensions={EXTENSION_NAME: REPO_ROOT})
+    data_dir = DataDir.create(root / "data", checkpoints or models["checkpoints"],
+                              models["loras"] if loras is None else loras, extensions={EXTENSION_NAME: REPO_ROOT})
     server = UIServer(installation, data_dir, ui=True, extra_env=env)
     server.prepare()
     try:
         server.start()
+        # Offline, SDXL live previews would make A1111 download its preview decoder.
+        server.client().post("/sdapi/v1/options", {"live_previews_enable": False})
     except BaseException:
         server.stop()
         raise
@@ -113,8 +116,10 @@ def run_scenarios(server: UIServer, out: Path, **options) -> tuple[dict, str]:
 
 @pytest.fixture(scope="module")
 def ui_server(webui_installation, tmp_path_factory, tiny_webui_models, webui_env):
+    models = tiny_webui_models["models"]
+    sdxl = [models.sdxl] if models.sdxl.is_file() else []
     server = start_ui_server(webui_installation, tmp_path_factory.mktemp("webui-browser"), tiny_webui_models,
-                             dict(webui_env))
+                             dict(webui_env), checkpoints=[*tiny_webui_models["checkpoints"], *sdxl])
     yield server
     server.stop()
 
@@ -228,12 +233,16 @@ def test_png_info_send_to_txt2img_restores_the_panel(page_report):
     assert pasted["overrideSettingsVisible"] is False, "the panel's own fields are not offered as overrides"
 
 
-def test_checkpoint_change_refreshes_the_status_line(page_report):
+def test_checkpoint_change_moves_the_status_and_the_tag_to_the_new_variant(page_report):
     s = scenario(page_report, "checkpoint")
-    assert "tiny-sd15-inpainting" in s["after"]["statusText"]
-    assert s["after"]["statusStem"] == "lcm-lora-sdv1-5"
-    assert s["after"]["prompt"].count("<lora:lcm-lora-sdv1-5:1>") == 1
-    assert "tiny-sd15-inpainting" not in s["before"]["statusText"]
+    assert s["before"]["prompt"] == f"a cat {LCM_TAG}"
+    after = s["after"]
+    assert after["statusStem"] == "lcm-lora-sdxl"
+    assert "tiny-sdxl" in after["statusText"] and "(SDXL)" in after["statusText"]
+    assert after["prompt"] == "a cat <lora:lcm-lora-sdxl:1>"
+    info = infotext_fields(s["infotext"])
+    assert info["LCM-LoRA"] == "lcm-lora-sdxl" and "lcm-lora-sdxl: " in info["Lora hashes"]
+    assert s["back"]["statusStem"] == "lcm-lora-sdv1-5" and s["back"]["prompt"] == f"a cat {LCM_TAG}"
 
 
 def test_screenshot_of_the_open_panel_is_saved(page_report):

@@ -71,7 +71,10 @@ async function chooseDropdown(page, id, value) {
     const input = page.locator(`#${id} input`);
     await input.click();
     await input.fill(value);
-    await page.locator(`#${id} ul.options li`, {hasText: value}).first().click();
+    // An option is the exact value, or a checkpoint title "<value>.safetensors [hash]".
+    const options = `#${id} ul.options li`;
+    await page.locator(`${options}[aria-label="${value}"], ${options}[aria-label^="${value}.safetensors"]`).first()
+        .click();
     await page.waitForFunction(([id, value]) => document.querySelector(`#${id} input`).value.startsWith(value), [id, value],
         {timeout: STEP_TIMEOUT});
 }
@@ -237,20 +240,23 @@ const scenarios = {
         return {before, progress, after, infotext};
     },
 
-    // Last: it changes the server's loaded checkpoint (and puts it back).
+    // Last: it changes the server's loaded checkpoint to SDXL (and puts it back).
     async checkpoint(page) {
         const tab = "txt2img";
-        const other = config.checkpoints.find((name) => name !== config.loadedCheckpoint);
-        const otherStem = other.replace(/\.safetensors$/, "");
-        const loadedStem = config.loadedCheckpoint.replace(/\.safetensors$/, "");
+        const stem = (name) => name.replace(/\.safetensors$/, "");
+        const xl = stem(config.checkpoints.find((name) => /sdxl/.test(name)));
+        const loaded = stem(config.loadedCheckpoint);
+        await smallImages(page, tab);
         await setPrompt(page, tab, "a cat");
         const before = await openPanel(page, tab);
-        await chooseDropdown(page, "setting_sd_model_checkpoint", otherStem);
-        const after = await settle(page, tab, (v) => v.statusText.includes(otherStem), 120000);
-        await chooseDropdown(page, "setting_sd_model_checkpoint", loadedStem);
-        const back = await settle(page, tab,
-            (v) => v.statusText.includes(loadedStem + " ") || v.statusText.includes(loadedStem + "\n"), 120000);
-        return {before, after, back};
+        await chooseDropdown(page, "setting_sd_model_checkpoint", xl);
+        const after = await settle(page, tab, (v) => v.statusStem === "lcm-lora-sdxl" &&
+            v.prompt.includes("lcm-lora-sdxl"), 180000);
+        const infotext = await generate(page, tab);
+        await chooseDropdown(page, "setting_sd_model_checkpoint", loaded);
+        const back = await settle(page, tab, (v) => v.statusStem === "lcm-lora-sdv1-5" &&
+            v.prompt.includes("lcm-lora-sdv1-5"), 180000);
+        return {before, after, infotext, back};
     },
 };
 
