@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lib_lcm.params import ELEM_PREFIX, INFOTEXT_VARIANT, PARAMS, SCRIPT_TITLE
 
@@ -105,7 +105,7 @@ def panel_status(sd_model, lora_dir, registry=None) -> PanelStatus:
         return PanelStatus(problem="No checkpoint is loaded yet.")
     found = webui_processing.detect_loaded_checkpoint(sd_model)
     if found.stem is None:
-        return PanelStatus(found.checkpoint, found.architecture, problem=webui_processing.unsupported_message(found))
+        return PanelStatus(found.checkpoint, found.architecture)
     try:
         rows = weights.weights_status(lora_dir, registry)
     except weights.WeightsError as e:
@@ -133,6 +133,9 @@ def status_html(status: PanelStatus) -> str:
         parts.append(f"Checkpoint <b>{html.escape(status.checkpoint)}</b> ({html.escape(family)})")
     if status.problem:
         parts.append(f'<span class="lcm-lora-problem">{html.escape(status.problem)}</span>')
+    elif status.checkpoint and not stem:
+        parts.append('<span class="lcm-lora-problem">LCM-LoRA is not supported for this model (it exists for '
+                     "SD 1.5, SDXL and SSD-1B and their inpainting models).</span>")
     elif stem:
         if status.installed:
             state = "installed, verified" if status.verified else "installed"
@@ -147,8 +150,9 @@ def status_html(status: PanelStatus) -> str:
     return f"<div {attrs}>{' '.join(parts)}</div>"
 
 
-def current_status(progress: str | None = None, problem: str | None = None) -> PanelStatus:
-    """Status for the WebUI's loaded checkpoint (waits while the host is still loading it)."""
+def current_status(problem: str | None = None) -> PanelStatus:
+    """Status for the WebUI's loaded checkpoint (waits while the host is still loading it); `problem`
+    replaces the usual text."""
     from modules import shared
 
     try:
@@ -156,9 +160,7 @@ def current_status(progress: str | None = None, problem: str | None = None) -> P
     except Exception as e:  # the host failed to load any checkpoint
         return PanelStatus(problem=f"No checkpoint is loaded ({e}).")
     status = panel_status(sd_model, shared.cmd_opts.lora_dir)
-    if progress or problem:
-        status = PanelStatus(**{**status.__dict__, "progress": progress, "problem": problem or status.problem})
-    return status
+    return replace(status, problem=problem) if problem else status
 
 
 def _status_outputs(status: PanelStatus):
@@ -172,7 +174,10 @@ def refresh_status():
 
 
 def download_weights():
-    """Generator for the Download button: the status line shows the progress, then the result."""
+    """Generator for the Download button: the status line shows the progress, then the result.
+
+    A click is the user's consent, so this downloads whatever the settings' download policy says.
+    """
     from modules import shared
 
     from lib_lcm import download, weights
@@ -201,7 +206,7 @@ def download_weights():
     worker = threading.Thread(target=run, name="lcm-lora-download", daemon=True)
     worker.start()
     while worker.is_alive():
-        yield _status_outputs(PanelStatus(**{**status.__dict__, "progress": seen["text"]}))
+        yield _status_outputs(replace(status, progress=seen["text"]))
         worker.join(timeout=0.5)
     yield _status_outputs(current_status(problem=outcome.get("error")))
 

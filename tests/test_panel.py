@@ -314,7 +314,7 @@ def test_status_for_an_unsupported_checkpoint_says_so_and_offers_no_download(tmp
     assert status.stem is None and not status.needs_download
     text = webui_ui.status_html(status)
     assert 'data-lcm-stem=""' in text
-    assert "SD 2.x" in text and "LCM-LoRA exists for SD 1.5, SDXL and SSD-1B" in text
+    assert "(SD 2.x)" in text and "not supported for this model" in text and "SD 1.5, SDXL and SSD-1B" in text
 
 
 def test_placeholder_status_carries_no_stem_so_the_page_waits_for_the_real_one():
