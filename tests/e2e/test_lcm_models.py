@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from lib_lcm.schedules import lcm_timesteps
-from tests.e2e.test_lcm_webui import BASE, SKIP_PREVIEWS, generate, infotext_prompt, lcm
+from tests.e2e.test_lcm_webui import SKIP_PREVIEWS, generate, infotext_prompt, lcm
 
 pytestmark = pytest.mark.e2e
 
