@@ -245,6 +245,16 @@ def test_checkpoint_change_moves_the_status_and_the_tag_to_the_new_variant(page_
     assert s["back"]["statusStem"] == "lcm-lora-sdv1-5" and s["back"]["prompt"] == f"a cat {LCM_TAG}"
 
 
+def test_settings_section_and_reload_ui(page_report):
+    s = scenario(page_report, "reload")
+    assert len(s["settings"]) == 7, s["settings"]
+    assert "LCM-LoRA" in s["sectionTitles"]
+    options = s["samplerOptions"]
+    assert options.count("LCM-LoRA") == 1 and options.count("LCM-LoRA TCD") == 1, "no duplicates after Reload UI"
+    assert (s["on"]["sampler"], s["on"]["prompt"]) == ("LCM-LoRA", f"a cat {LCM_TAG}")
+    assert (s["off"]["sampler"], s["off"]["prompt"]) == (s["before"]["sampler"], s["before"]["prompt"])
+
+
 def test_screenshot_of_the_open_panel_is_saved(page_report):
     s = scenario(page_report, "screenshot")
     path = Path(s["path"])
