@@ -20,10 +20,21 @@ def conds(weights_per_image=((1.0,),)):
     return MultiCond(conds_list, tensor), torch.zeros(len(weights_per_image), 3, 8)
 
 
-def run_txt2img(host, sampler_name, p, cond, uncond, seed=0):
+def make_sampler(host, sampler_name):
     data = host.sd_samplers.all_samplers_map[sampler_name]
     sampler = data.constructor(host.sd_model)
     sampler.config = data
+    return sampler
+
+
+def run_img2img(host, p):
+    sampler, (cond, uncond) = make_sampler(host, "LCM-LoRA"), conds()
+    init = torch.randn(1, 4, 8, 8)
+    return sampler.sample_img2img(p, init, torch.randn_like(init), cond, uncond)
+
+
+def run_txt2img(host, sampler_name, p, cond, uncond, seed=0):
+    sampler = make_sampler(host, sampler_name)
     torch.manual_seed(seed)
     x = torch.randn(len(cond.conds_list), 4, 8, 8)
     return sampler, sampler.sample(p, x, cond, uncond)
@@ -103,25 +114,14 @@ def test_step_counter_stays_a_plain_int(host):
 
 
 def test_img2img_runs_every_step_from_the_strengths_noise_level(host):
-    data = host.sd_samplers.all_samplers_map["LCM-LoRA"]
-    sampler = data.constructor(host.sd_model)
-    sampler.config = data
-    cond, uncond = conds()
-    init = torch.randn(1, 4, 8, 8)
-    p = FakeP(cfg_scale=1.0, steps=4, denoising_strength=0.75)
-    sampler.sample_img2img(p, init, torch.randn_like(init), cond, uncond)
+    run_img2img(host, FakeP(cfg_scale=1.0, steps=4, denoising_strength=0.75))
     assert [t for _, t in host.sd_model.calls] == schedules.lcm_timesteps(4, strength=0.75)
     assert len(host.sd_model.calls) == 4
 
 
 def test_img2img_with_too_little_strength_for_the_steps_runs_fewer_and_says_so(host):
-    data = host.sd_samplers.all_samplers_map["LCM-LoRA"]
-    sampler = data.constructor(host.sd_model)
-    sampler.config = data
-    cond, uncond = conds()
-    init = torch.randn(1, 4, 8, 8)
     p = FakeP(cfg_scale=1.0, steps=8, denoising_strength=0.1)
-    sampler.sample_img2img(p, init, torch.randn_like(init), cond, uncond)
+    run_img2img(host, p)
     assert len(host.sd_model.calls) == 5
     assert "allows at most 5" in p.extra_generation_params["LCM-LoRA warning"]
 
