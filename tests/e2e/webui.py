@@ -225,6 +225,7 @@ class WebUIServer:
     log_path: Path | None = None
     start_seconds: float | None = None
     prepare_seconds: float | None = None
+    prepare_log_path: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -263,6 +264,7 @@ class WebUIServer:
         """Run the WebUI's environment preparation once (``launch.py --exit``): requirement checks and
         every extension's ``install.py``. Later starts use ``--skip-prepare-environment``."""
         log = self.data_dir.root.parent / f"{self.data_dir.root.name}-prepare.log"
+        self.prepare_log_path = log
         started = time.monotonic()
         with open(log, "wb") as out:
             result = subprocess.run(
