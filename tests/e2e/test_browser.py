@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.webui import REPO_ROOT, WebUIClient, WebUIServer
+from tests.e2e.webui import REPO_ROOT, WebUIServer
 
 pytestmark = pytest.mark.e2e
 
@@ -29,29 +29,6 @@ NPM_TIMEOUT = 600
 RUN_TIMEOUT = 900
 STYLE_TAG = "<lora:tiny-style-sd15:0.8>"
 LCM_TAG = "<lora:lcm-lora-sdv1-5:1>"
-
-
-class _UIStartClient(WebUIClient):
-    """Holds every request back until the UI-mode WebUI has finished starting.
-
-    In UI mode A1111 listens (gradio's launch) before it adds its API middleware; a request in between makes
-    starlette freeze the middleware stack and the start fails with "Cannot add middleware after an
-    application has started". "Startup time:" is logged once webui() is done.
-    """
-
-    def __init__(self, server: WebUIServer):
-        super().__init__(server.base_url)
-        self.server = server
-
-    def request(self, *args, **kwargs):
-        while "Startup time:" not in self.server.log_text() and self.server.process.poll() is None:
-            time.sleep(0.5)
-        return super().request(*args, **kwargs)
-
-
-class UIServer(WebUIServer):
-    def client(self) -> WebUIClient:
-        return _UIStartClient(self) if self.process is not None else super().client()
 
 
 def _tool(name: str) -> str:
@@ -74,7 +51,7 @@ def install_playwright() -> Path:
 
 
 def start_ui_server(installation, root: Path, models: dict, env: dict, loras: dict | None = None,
-                    checkpoints: list | None = None) -> UIServer:
+                    checkpoints: list | None = None) -> WebUIServer:
     from tests.e2e.conftest import EXTENSION_NAME
     from tests.e2e.webui import DataDir
 
@@ -84,7 +61,7 @@ def start_ui_server(installation, root: Path, models: dict, env: dict, loras: di
     install_playwright()
     data_dir = DataDir.create(root / "data", checkpoints or models["checkpoints"],
                               models["loras"] if loras is None else loras, extensions={EXTENSION_NAME: REPO_ROOT})
-    server = UIServer(installation, data_dir, ui=True, extra_env=env)
+    server = WebUIServer(installation, data_dir, ui=True, extra_env=env)
     server.prepare()
     try:
         server.start()
@@ -96,7 +73,7 @@ def start_ui_server(installation, root: Path, models: dict, env: dict, loras: di
     return server
 
 
-def run_scenarios(server: UIServer, out: Path, **options) -> tuple[dict, str]:
+def run_scenarios(server: WebUIServer, out: Path, **options) -> tuple[dict, str]:
     """Run panel.mjs against `server`; ({scenario: observations}, node's output)."""
     from PIL import Image
 
@@ -129,6 +106,9 @@ def page_report(ui_server, tmp_path_factory):
     """Run every scenario of panel.mjs once; {scenario: observations}."""
     out = tmp_path_factory.mktemp("browser-out")
     report, _ = run_scenarios(ui_server, out)
+    for result in report.values():
+        if result.get("error"):
+            result["error"] += f"\n--- WebUI log (last lines) ---\n{ui_server.log_tail(25)}"
     screenshot = out / "panel.png"
     target = os.environ.get("LCM_LORA_SCREENSHOT")
     if target and screenshot.is_file():

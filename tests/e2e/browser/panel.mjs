@@ -11,6 +11,7 @@ const config = JSON.parse(process.argv[2]);
 const LOAD_TIMEOUT = 120000;
 const STEP_TIMEOUT = 20000;
 const GENERATE_TIMEOUT = 180000;
+const RELOAD_TIMEOUT = 180000;
 
 function readControls(page, tab) {
     return page.evaluate((tab) => {
@@ -224,31 +225,6 @@ const scenarios = {
         return {path: file};
     },
 
-    // The settings section, then Settings -> Reload UI: the rebuilt page has the panel wired again.
-    async reload(page) {
-        const tab = "txt2img";
-        const settings = await page.evaluate(() => ["lcm_lora_steps", "lcm_lora_cfg_scale", "lcm_lora_weight",
-            "lcm_lora_mode", "lcm_lora_tcd_gamma", "lcm_lora_download", "lcm_lora_warnings"]
-            .filter((key) => document.getElementById(`setting_${key}`) !== null));
-        const sectionTitles = await page.evaluate(() => Array.from(document.querySelectorAll("#settings .tab-nav button"))
-            .map((button) => button.innerText.trim()));
-        await page.evaluate(() => document.getElementById("settings_restart_gradio").click());
-        await page.waitForSelector("#lcm_lora_txt2img_status", {state: "detached", timeout: LOAD_TIMEOUT});
-        await page.waitForSelector("#lcm_lora_txt2img_status .lcm-lora-status[data-lcm-stem]",
-            {state: "attached", timeout: 300000});
-        await page.locator("#txt2img_sampling input").click();
-        await page.locator("#txt2img_sampling input").fill("");
-        await page.waitForSelector("#txt2img_sampling ul.options li", {timeout: STEP_TIMEOUT});
-        const samplerOptions = await page.evaluate(() => Array.from(document.querySelectorAll("#txt2img_sampling ul.options li"))
-            .map((li) => li.getAttribute("aria-label")));
-        await chooseDropdown(page, "txt2img_sampling", "Euler a");
-        await setPrompt(page, tab, "a cat");
-        const before = await settle(page, tab, (v) => v.sampler === "Euler a");
-        const on = await openPanel(page, tab);
-        const off = await switchOff(page, tab);
-        return {settings, sectionTitles, samplerOptions, before, on, off};
-    },
-
     // Needs a server without the LoRA file and a hub that holds the bytes back until `config.signal` exists.
     async download(page) {
         const tab = "txt2img";
@@ -265,7 +241,7 @@ const scenarios = {
         return {before, progress, after, infotext};
     },
 
-    // Last: it changes the server's loaded checkpoint to SDXL (and puts it back).
+    // Changes the server's loaded checkpoint to SDXL (and puts it back).
     async checkpoint(page) {
         const tab = "txt2img";
         const stem = (name) => name.replace(/\.safetensors$/, "");
@@ -282,6 +258,31 @@ const scenarios = {
         const back = await settle(page, tab, (v) => v.statusStem === "lcm-lora-sdv1-5" &&
             v.prompt.includes("lcm-lora-sdv1-5"), 180000);
         return {before, after, infotext, back};
+    },
+
+    // Very last: the settings section, then Settings -> Reload UI: the rebuilt page has the panel wired again.
+    async reload(page) {
+        const tab = "txt2img";
+        const settings = await page.evaluate(() => ["lcm_lora_steps", "lcm_lora_cfg_scale", "lcm_lora_weight",
+            "lcm_lora_mode", "lcm_lora_tcd_gamma", "lcm_lora_download", "lcm_lora_warnings"]
+            .filter((key) => document.getElementById(`setting_${key}`) !== null));
+        const sectionTitles = await page.evaluate(() => Array.from(document.querySelectorAll("#settings .tab-nav button"))
+            .map((button) => button.innerText.trim()));
+        await page.evaluate(() => document.getElementById("settings_restart_gradio").click());
+        await page.waitForSelector("#lcm_lora_txt2img_status", {state: "detached", timeout: LOAD_TIMEOUT});
+        await page.waitForSelector("#lcm_lora_txt2img_status .lcm-lora-status[data-lcm-stem]",
+            {state: "attached", timeout: RELOAD_TIMEOUT});
+        await page.locator("#txt2img_sampling input").click();
+        await page.locator("#txt2img_sampling input").fill("");
+        await page.waitForSelector("#txt2img_sampling ul.options li", {timeout: STEP_TIMEOUT});
+        const samplerOptions = await page.evaluate(() => Array.from(document.querySelectorAll("#txt2img_sampling ul.options li"))
+            .map((li) => li.getAttribute("aria-label")));
+        await chooseDropdown(page, "txt2img_sampling", "Euler a");
+        await setPrompt(page, tab, "a cat");
+        const before = await settle(page, tab, (v) => v.sampler === "Euler a");
+        const on = await openPanel(page, tab);
+        const off = await switchOff(page, tab);
+        return {settings, sectionTitles, samplerOptions, before, on, off};
     },
 };
 
