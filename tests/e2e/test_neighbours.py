@@ -1,0 +1,222 @@
+"""LCM-LoRA next to the most-installed extensions that touch the same code paths, in one real WebUI.
+
+Runs when ``LCM_NEIGHBOURS_DIR`` names a folder holding checkouts of any of ``sd-webui-controlnet``
+(Mikubill), ``sd-webui-animatediff`` (continue-revolution) and ``adetailer`` (Bing-su); none of their code is part
+of this repository. Their install.py runs pip: keep ``PIP_CONSTRAINT`` (torch/numpy/protobuf pinned), and point
+``SD_WEBUI_PYTHON`` at a venv you do not mind them changing. What is checked:
+
+- all present neighbours load, sampler names stay unique, our extension logs no error or traceback;
+- an LCM-LoRA generation still makes one UNet row per step at CFG 1 (4 steps), tagged in the infotext;
+- ControlNet: a reference-only unit (its model-free mode, works with any UNet) together with LCM-LoRA. A real
+  ControlNet model cannot be made small: ControlNet builds SD1.5 ControlNets at the full 320/640/1280-channel
+  size, which does not fit the tiny test UNet;
+- ADetailer: its inpainting pass runs with our sampler and CFG-1 skip (a random YOLO detector whose every
+  anchor is a hit stands in for a face model; needs ultralytics in the WebUI's python);
+- AnimateDiff is only loaded: its motion modules have full-size SD1.5 channels, no tiny one can be built;
+- ``sd-webui-animatediff-lcm`` (optional, its own server): an AnimateDiff from before 2024-02 (e.g. tag v1.13.1)
+  that registers its own "LCM" sampler next to the host's (sd-webui-animatediff#413): our names stay unique and
+  LCM-LoRA still generates.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lib_lcm.schedules import lcm_timesteps
+from tests.e2e.conftest import EXTENSION_NAME, PROBE_EXTENSION
+from tests.e2e.webui import REPO_ROOT, DataDir, WebUIServer
+
+NEIGHBOURS_ENV = "LCM_NEIGHBOURS_DIR"
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not os.environ.get(NEIGHBOURS_ENV), reason=(
+        f"neighbours e2e: set {NEIGHBOURS_ENV} to a folder with sd-webui-controlnet, sd-webui-animatediff "
+        "and/or adetailer checkouts")),
+]
+
+# Folder name -> the title its always-on script registers (lower-cased in /sdapi/v1/scripts).
+NEIGHBOURS = {"sd-webui-controlnet": "controlnet", "sd-webui-animatediff": "animatediff", "adetailer": "adetailer"}
+OLD_ANIMATEDIFF = "sd-webui-animatediff-lcm"
+STEM = "lcm-lora-sdv1-5"
+REFERENCE_TIMESTEPS = lcm_timesteps(4)
+DETECTOR = "lcm-test-always.pt"
+BASE = {"prompt": "a photo of a cat", "negative_prompt": "blurry", "width": 64, "height": 64, "seed": 1234,
+        "override_settings": {"live_previews_enable": False}}
+LCM_ON = {"LCM-LoRA": {"args": [{"enabled": True}]}}
+
+# A YOLOv8n with random weights and every class logit at +10: each anchor is a confident detection.
+MAKE_DETECTOR = """
+import sys, torch
+from ultralytics import YOLO
+torch.manual_seed(0)
+model = YOLO("yolov8n.yaml")
+for branch in model.model.model[-1].cv3:
+    branch[-1].bias.data.fill_(10.0)
+model.save(sys.argv[1])
+"""
+
+
+def present_neighbours() -> dict[str, Path]:
+    root = Path(os.environ[NEIGHBOURS_ENV])
+    found = {name: root / name for name in NEIGHBOURS if (root / name).is_dir()}
+    if not found:
+        pytest.fail(f"{NEIGHBOURS_ENV}={root} holds none of {', '.join(NEIGHBOURS)}")
+    return found
+
+
+def make_detector(python: Path, target: Path) -> bool:
+    """Write the always-detecting YOLO model with the WebUI's python; False when ultralytics is missing."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([str(python), "-c", MAKE_DETECTOR, str(target)], cwd=target.parent,
+                            env={**os.environ, "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=300)
+    return result.returncode == 0 and target.is_file()
+
+
+def start_with(extensions: dict[str, Path], installation, models, env, root: Path, detector: bool = False):
+    """Prepare and start a WebUI with ``extensions`` + ours + the probe; (server, whether the detector exists)."""
+    extensions = {**extensions, EXTENSION_NAME: REPO_ROOT, "lcm-test-probe": PROBE_EXTENSION}
+    data_dir = DataDir.create(root / "data", [models["models"].sd15], models["loras"], extensions)
+    made = detector and make_detector(installation.python, data_dir.root / "models" / "adetailer" / DETECTOR)
+    server = WebUIServer(installation, data_dir, extra_env=dict(env))
+    try:
+        server.prepare(timeout=900)
+        server.start(timeout=300)
+    except BaseException:
+        server.stop()
+        raise
+    return server, made
+
+
+@pytest.fixture(scope="module")
+def neighbours(webui_installation, tiny_webui_models, webui_env, tmp_path_factory):
+    """(server, client, present neighbour names, whether the ADetailer detector exists) for the module."""
+    found = present_neighbours()
+    server, detector = start_with(found, webui_installation, tiny_webui_models, webui_env,
+                                  tmp_path_factory.mktemp("neighbours"), detector="adetailer" in found)
+    try:
+        yield server, server.client(), set(found), detector
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def old_animatediff(webui_installation, tiny_webui_models, webui_env, tmp_path_factory):
+    folder = Path(os.environ[NEIGHBOURS_ENV]) / OLD_ANIMATEDIFF
+    if not folder.is_dir():
+        pytest.skip(f"no {OLD_ANIMATEDIFF} (an AnimateDiff that registers its own LCM) in {NEIGHBOURS_ENV}")
+    server, _ = start_with({"sd-webui-animatediff": folder}, webui_installation, tiny_webui_models, webui_env,
+                           tmp_path_factory.mktemp("old-animatediff"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def generate(client, **payload) -> tuple[str, dict]:
+    client.post("/lcm-test/v1/unet/reset")
+    result = client.txt2img(**{**BASE, **payload})
+    return result.infotext, client.get("/lcm-test/v1/unet")
+
+
+def assert_lcm_infotext(infotext: str) -> None:
+    assert f"LCM-LoRA: {STEM}" in infotext and "Sampler: LCM-LoRA," in infotext
+    assert f'Lora hashes: "{STEM}: ' in infotext and "Lora not found" not in infotext
+
+
+def png_b64(color=(120, 90, 200)) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), color).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_every_neighbour_loads_next_to_us(neighbours):
+    _, client, found, _ = neighbours
+    titles = set(client.get("/sdapi/v1/scripts")["txt2img"])
+    assert {NEIGHBOURS[name] for name in found} | {"lcm-lora"} <= titles
+
+
+def test_sampler_names_stay_unique(neighbours):
+    _, client, _, _ = neighbours
+    names = [sampler["name"] for sampler in client.get("/sdapi/v1/samplers")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
+    assert names.count("LCM-LoRA") == 1 and names.count("LCM-LoRA TCD") == 1
+
+
+def test_lcm_generation_skips_the_uncond_pass_with_neighbours_loaded(neighbours):
+    _, client, _, _ = neighbours
+    infotext, probe = generate(client, alwayson_scripts=LCM_ON)
+    assert_lcm_infotext(infotext)
+    assert (probe["calls"], probe["rows"]) == (4, 4)
+    assert probe["timesteps"] == REFERENCE_TIMESTEPS
+
+
+def test_controlnet_reference_only_unit_with_lcm(neighbours):
+    import numpy as np
+
+    _, client, found, _ = neighbours
+    if "sd-webui-controlnet" not in found:
+        pytest.skip(f"sd-webui-controlnet is not in {NEIGHBOURS_ENV}")
+    unit = {"enabled": True, "module": "reference_only", "model": "None", "image": png_b64(), "weight": 1.0}
+    client.post("/lcm-test/v1/unet/reset")
+    with_unit = client.txt2img(**BASE, alwayson_scripts={**LCM_ON, "controlnet": {"args": [unit]}})
+    probe = client.get("/lcm-test/v1/unet")
+    without_unit = client.txt2img(**BASE, alwayson_scripts=LCM_ON)
+    assert_lcm_infotext(with_unit.infotext)
+    assert 'ControlNet 0: "Module: reference_only' in with_unit.infotext
+    # ControlNet's reference pass calls the UNet's forward directly (not counted); ours stays one row per step.
+    assert (probe["calls"], probe["rows"]) == (4, 4) and probe["timesteps"] == REFERENCE_TIMESTEPS
+    pixels = np.asarray(with_unit.image, dtype=np.float32)
+    assert np.isfinite(pixels).all() and pixels.std() > 0
+    assert not np.array_equal(pixels, np.asarray(without_unit.image, dtype=np.float32))  # the reference acted
+
+
+def test_adetailer_inpaint_pass_runs_with_our_sampler(neighbours):
+    _, client, found, detector = neighbours
+    if "adetailer" not in found:
+        pytest.skip(f"adetailer is not in {NEIGHBOURS_ENV}")
+    if not detector:
+        pytest.skip("ADetailer present but ultralytics is missing in the WebUI's python: no detector model")
+    ad = {"ad_model": DETECTOR, "ad_mask_k": 1, "ad_denoising_strength": 0.5}
+    infotext, probe = generate(client, alwayson_scripts={**LCM_ON, "ADetailer": {"args": [True, False, ad]}})
+    assert_lcm_infotext(infotext)
+    assert f"ADetailer model: {DETECTOR}" in infotext
+    # The pass reuses the sampler, steps and CFG 1: four more single-row calls from strength 0.5's noise level.
+    assert (probe["calls"], probe["rows"]) == (8, 8)
+    assert probe["timesteps"] == REFERENCE_TIMESTEPS + lcm_timesteps(4, strength=0.5)
+
+
+def our_errors(server: WebUIServer) -> list[str]:
+    """Log lines that are a traceback frame in our files, or an error/warning naming our extension."""
+    ours = (f"/{EXTENSION_NAME}/", str(REPO_ROOT) + "/", "lcm-lora", "lcm_lora", "lib_lcm")
+    # The host's git-info read of the linked checkout (it has no "origin" remote): the harness, not us.
+    host_git_info = "Failed reading extension data from Git repository"
+    suspicious = re.compile(r"error|failed|exception|traceback|warning", re.IGNORECASE)
+    lines = [line for line in server.log_text().splitlines() if host_git_info not in line]
+    frames = [line for line in lines if re.search(r'File "[^"]+"', line) and any(p in line for p in ours[:2])]
+    return frames + [line for line in lines if suspicious.search(line) and any(p in line.lower() for p in ours)]
+
+
+def test_no_error_or_traceback_from_our_extension_in_the_log(neighbours):
+    server, _, _, _ = neighbours
+    assert our_errors(server) == []
+
+
+def test_old_animatediff_lcm_sampler_leaves_ours_unique_and_working(old_animatediff):
+    client = old_animatediff.client()
+    names = [sampler["name"] for sampler in client.get("/sdapi/v1/samplers")]
+    assert names.count("LCM") == 2  # the host's and AnimateDiff's: the collision of sd-webui-animatediff#413
+    assert sorted(n for n in set(names) if names.count(n) > 1) == ["LCM"]
+    assert names.count("LCM-LoRA") == 1 and names.count("LCM-LoRA TCD") == 1
+    infotext, probe = generate(client, alwayson_scripts=LCM_ON)
+    assert_lcm_infotext(infotext)
+    assert (probe["calls"], probe["rows"]) == (4, 4) and probe["timesteps"] == REFERENCE_TIMESTEPS
+    assert our_errors(old_animatediff) == []
