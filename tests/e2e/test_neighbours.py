@@ -161,7 +161,7 @@ def test_lcm_generation_skips_the_uncond_pass_with_neighbours_loaded(neighbours)
 def test_controlnet_reference_only_unit_with_lcm(neighbours):
     import numpy as np
 
-    _, client, found, _ = neighbours
+    server, client, found, _ = neighbours
     if "sd-webui-controlnet" not in found:
         pytest.skip(f"sd-webui-controlnet is not in {NEIGHBOURS_ENV}")
     unit = {"enabled": True, "module": "reference_only", "model": "None", "image": png_b64(), "weight": 1.0}
@@ -176,6 +176,9 @@ def test_controlnet_reference_only_unit_with_lcm(neighbours):
     pixels = np.asarray(with_unit.image, dtype=np.float32)
     assert np.isfinite(pixels).all() and pixels.std() > 0
     assert not np.array_equal(pixels, np.asarray(without_unit.image, dtype=np.float32))  # the reference acted
+    # ControlNet tells cond from uncond rows by marks on the conditioning; with the uncond pass skipped they
+    # must still reach the UNet, else it warns and falls back ("Failed to detect whether ... cond or uncond").
+    assert "ControlNet Error" not in server.log_text()
 
 
 def test_adetailer_inpaint_pass_runs_with_our_sampler(neighbours):
