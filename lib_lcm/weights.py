@@ -608,7 +608,8 @@ def webui_dirs(extension_dir, commandline_args: str | None = None, environ=None)
     Mirrors modules/paths_internal.py, cmd_args.py and extensions-builtin/Lora/preload.py: flags come
     from ``COMMANDLINE_ARGS`` (shlex-split); data dir defaults to the WebUI root, models dir to
     ``<data>/models``, Lora dir to ``<models>/Lora``. Flags given on the launch command line itself are
-    invisible to install.py; the WebUI glue passes ``shared.cmd_opts.lora_dir`` instead.
+    invisible to install.py: the data dir is then read off the extension's own location
+    (``<data>/extensions/<name>``); the WebUI glue passes ``shared.cmd_opts.lora_dir`` instead.
     """
     environ = os.environ if environ is None else environ
     if commandline_args is None:
@@ -630,11 +631,16 @@ def webui_dirs(extension_dir, commandline_args: str | None = None, environ=None)
 
 
 def _webui_root(extension_dir, environ) -> Path:
-    # launch_utils puts the WebUI root first on PYTHONPATH; an extension lives in <data>/extensions/<name>.
+    # The WebUI keeps extensions in <data dir>/extensions, with or without --data-dir: where this extension
+    # sits tells the data dir even when --data-dir was typed on the launch command line (invisible here).
+    extension_dir = Path(extension_dir).absolute()
+    if extension_dir.parent.name == "extensions":
+        return extension_dir.parents[1]
+    # Elsewhere (a dev checkout): launch_utils puts the WebUI root first on PYTHONPATH.
     for entry in environ.get("PYTHONPATH", "").split(os.pathsep):
         if entry and (Path(entry) / "modules" / "paths_internal.py").is_file():
             return Path(entry).absolute()
-    return Path(extension_dir).absolute().parents[1]
+    return extension_dir.parents[1]
 
 
 def parse_variants(value: str, registry: dict[str, WeightsEntry]) -> list[str] | None:

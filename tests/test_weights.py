@@ -235,16 +235,20 @@ def test_webui_dirs_follow_a1111_defaults_and_flags(tmp_path):
     (root / "modules" / "paths_internal.py").write_text("")
     extension = tmp_path / "data" / "extensions" / "sd-webui-lcm-lora"
     env = {"PYTHONPATH": str(root)}
+    # An extension in <data>/extensions: the data dir is there, even if --data-dir was not in COMMANDLINE_ARGS.
     dirs = weights.webui_dirs(extension, "", env)
-    assert dirs == weights.WebuiDirs(root / "models" / "Lora", (root / "models" / "Stable-diffusion",))
-    assert weights.webui_dirs(extension, "", {}).lora_dir == tmp_path / "data" / "models" / "Lora"
+    assert dirs == weights.WebuiDirs(tmp_path / "data" / "models" / "Lora",
+                                     (tmp_path / "data" / "models" / "Stable-diffusion",))
+    # A checkout elsewhere: the WebUI root on PYTHONPATH.
+    dev_checkout = tmp_path / "src" / "sd-webui-lcm-lora"
+    assert weights.webui_dirs(dev_checkout, "", env).lora_dir == root / "models" / "Lora"
     data = tmp_path / "my data"
     dirs = weights.webui_dirs(extension, f"--data-dir '{data}' --ckpt-dir /ckpts", env)
     assert dirs.lora_dir == data / "models" / "Lora"
     assert dirs.checkpoint_dirs == (data / "models" / "Stable-diffusion", Path("/ckpts"))
     dirs = weights.webui_dirs(extension, f"--data-dir {data} --models-dir /m --lora-dir=/l --xformers", env)
     assert dirs == weights.WebuiDirs(Path("/l"), (Path("/m/Stable-diffusion"),))
-    assert weights.webui_dirs(extension, "--lora-dir 'unterminated", env).lora_dir == root / "models" / "Lora"
+    assert weights.webui_dirs(extension, "--lora-dir 'unterminated", env).lora_dir == tmp_path / "data" / "models" / "Lora"
 
 
 def test_download_mode_parsing():
