@@ -1,6 +1,7 @@
 // Scenarios for the LCM-LoRA panel in a real WebUI page; run by tests/e2e/test_browser.py, which judges them.
 // Usage: node panel.mjs '<json config>'  (url, out, chromium, initImage, checkpoints, loadedCheckpoint,
-// scenarios: names to run, default all but "download"; signal: a file "download" creates once it saw progress)
+// scenarios: names to run, default all but "download" and "reload"; signal: a file "download" creates once it
+// saw progress)
 // Every scenario gets a fresh page and records what the page shows; report.json goes to config.out.
 import {chromium} from "playwright-core";
 import fs from "node:fs";
@@ -260,7 +261,7 @@ const scenarios = {
         return {before, after, infotext, back};
     },
 
-    // Very last: the settings section, then Settings -> Reload UI: the rebuilt page has the panel wired again.
+    // The settings section, then Settings -> Reload UI: the rebuilt page has the panel wired again.
     async reload(page) {
         const tab = "txt2img";
         const settings = await page.evaluate(() => ["lcm_lora_steps", "lcm_lora_cfg_scale", "lcm_lora_weight",
@@ -314,7 +315,7 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 });
 const report = {};
 try {
-    const names = config.scenarios ?? Object.keys(scenarios).filter((name) => name !== "download");
+    const names = config.scenarios ?? Object.keys(scenarios).filter((name) => !["download", "reload"].includes(name));
     for (const name of names) {
         const run = scenarios[name];
         const started = Date.now();
