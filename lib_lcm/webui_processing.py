@@ -11,7 +11,7 @@ import functools
 import os
 from dataclasses import dataclass
 
-from lib_lcm import architecture, prompt_tags
+from lib_lcm import architecture, prompt_tags, webui_compat
 from lib_lcm.params import (
     INFOTEXT_VARIANT,
     INFOTEXT_WARNING,
@@ -192,14 +192,11 @@ def apply_settings(p, settings: LcmSettings):
     """Sampler, steps, CFG (and the hires pass's) as the panel says; infotext records the rest."""
     sampler_name = sampler_name_for(settings)
     p.sampler_name = sampler_name
-    if hasattr(p, "scheduler"):  # 1.9+: our samplers ignore schedule types; keep the UI honest
-        p.scheduler = "Automatic"
+    webui_compat.reset_schedule_types(p, hires=getattr(p, "enable_hr", False))
     p.steps = settings.steps
     p.cfg_scale = settings.cfg_scale
     if getattr(p, "enable_hr", False):
         p.hr_sampler_name = sampler_name
-        if hasattr(p, "hr_scheduler"):
-            p.hr_scheduler = "Automatic"
         p.hr_second_pass_steps = 0  # 0 = same as steps: the LCM step count
     p.lcm_lora_gamma = settings.gamma
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import math
 
+from lib_lcm import webui_compat
+
 SAMPLER_LCM = "LCM-LoRA"
 SAMPLER_TCD = "LCM-LoRA TCD"
 SAMPLER_NAMES = (SAMPLER_LCM, SAMPLER_TCD)
@@ -150,7 +152,7 @@ def _classes():
             samples = self.launch_sampling(steps, lambda: self.func(
                 self.model_wrap_cfg, x, sigmas, extra_args=self.sampler_extra_args,
                 disable=False, callback=self.callback_state, **extra_kwargs))
-            self.add_infotext(p)
+            webui_compat.add_sampler_infotext(self, p)
             return samples
 
         def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
@@ -234,9 +236,7 @@ def _refresh_sampler_lists():
         sd_samplers.all_samplers_map.pop(name, None)
     sd_samplers.all_samplers_map.update({s.name: s for s in sd_samplers.all_samplers if s.name in SAMPLER_NAMES})
     sd_samplers.set_samplers()
-    cached = getattr(sd_samplers, "get_sampler_and_scheduler", None)  # 1.9+
-    if cached is not None and hasattr(cached, "cache_clear"):
-        cached.cache_clear()
+    webui_compat.clear_sampler_cache(sd_samplers)
 
 
 def register_samplers():

@@ -1,0 +1,57 @@
+"""WebUI glue: what differs between the A1111 versions we support (1.6.0 - 1.10.1), in one place.
+
+Each function takes the host object it works on, or imports `modules` inside itself, and feature-tests
+(hasattr) rather than comparing version strings, so forks that backport a feature get it too.
+
+Differences covered (first version that has the feature):
+- 1.7: `InputAccordion` (a checkbox that is the accordion's header).
+- 1.8: `Sampler.add_infotext(p)` (before: samplers wrote "Pad conds" inline); built-in "LCM" sampler.
+- 1.9: schedule types (`p.scheduler`, `p.hr_scheduler`, the cached `sd_samplers.get_sampler_and_scheduler`);
+  `Options.add_option` stores the default in `opts.data`, so `GET /sdapi/v1/options` lists the option.
+"""
+from __future__ import annotations
+
+
+def add_sampler_infotext(sampler, p) -> None:
+    """The infotext a k-diffusion sampler adds after sampling ("Pad conds" ...)."""
+    add_infotext = getattr(sampler, "add_infotext", None)  # 1.8+
+    if add_infotext is not None:
+        add_infotext(p)
+    elif getattr(sampler.model_wrap_cfg, "padded_cond_uncond", False):  # 1.6-1.7 wrote it inline
+        p.extra_generation_params["Pad conds"] = True
+
+
+def clear_sampler_cache(sd_samplers) -> None:
+    """Forget the cached sampler/schedule look-up after the sampler list changed (1.9+; none before)."""
+    cached = getattr(sd_samplers, "get_sampler_and_scheduler", None)
+    if cached is not None and hasattr(cached, "cache_clear"):
+        cached.cache_clear()
+
+
+def reset_schedule_types(p, hires: bool) -> None:
+    """Set the schedule type(s) to "Automatic" on hosts that have them (1.9+): our samplers make their own
+    schedule, and the infotext must not name one that was not used."""
+    if hasattr(p, "scheduler"):
+        p.scheduler = "Automatic"
+    if hires and hasattr(p, "hr_scheduler"):
+        p.hr_scheduler = "Automatic"
+
+
+def add_option(key: str, info) -> None:
+    """Register a setting; before 1.9 `add_option` left the default out of `opts.data`, so the options API
+    did not list the setting until it was saved once. Store the default like 1.9+ does."""
+    from modules import shared
+
+    opts = shared.opts
+    opts.add_option(key, info)
+    if key not in opts.data and not getattr(info, "do_not_save", False):
+        opts.data[key] = info.default
+
+
+def input_accordion():
+    """`modules.ui_components.InputAccordion` (1.7+), or None."""
+    try:
+        from modules.ui_components import InputAccordion
+    except ImportError:
+        return None
+    return InputAccordion
