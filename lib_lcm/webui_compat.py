@@ -44,8 +44,9 @@ def add_option(key: str, info) -> None:
 
     opts = shared.opts
     opts.add_option(key, info)
-    if key not in opts.data and not getattr(info, "do_not_save", False):
-        opts.data[key] = info.default
+    data = getattr(opts, "data", None)
+    if data is not None and key not in data and not getattr(info, "do_not_save", False):
+        data[key] = info.default
 
 
 def input_accordion():

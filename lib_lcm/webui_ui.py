@@ -14,6 +14,7 @@ import json
 import threading
 from dataclasses import dataclass, replace
 
+from lib_lcm import webui_compat
 from lib_lcm.params import ELEM_PREFIX, INFOTEXT_VARIANT, PARAMS, SCRIPT_TITLE
 
 SETTINGS_SECTION = ("lcm_lora", "LCM-LoRA")
@@ -233,7 +234,7 @@ def build_panel(script, is_img2img: bool):
         defaults = {}
     values = {param.key: defaults.get(param.key, param.default) for param in PARAMS}
     components = {}
-    accordion = _input_accordion()
+    accordion = webui_compat.input_accordion()
     if accordion is not None:
         enabled = accordion(False, label=SCRIPT_TITLE, elem_id=elem_id(tab, "enabled"))
         container = enabled
@@ -270,14 +271,6 @@ def build_panel(script, is_img2img: bool):
 
 def _param(key):
     return next(param for param in PARAMS if param.key == key)
-
-
-def _input_accordion():
-    try:
-        from modules.ui_components import InputAccordion
-    except ImportError:
-        return None
-    return InputAccordion
 
 
 def _wire_panel(gr, components, download, refresh):
@@ -386,4 +379,4 @@ def register_settings():
         "lcm_lora_warnings": option(True, "Warn when CFG > 2 or steps > 8 with LCM-LoRA on"),
     }
     for key, info in options.items():
-        shared.opts.add_option(key, info)
+        webui_compat.add_option(key, info)
