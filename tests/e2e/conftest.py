@@ -53,6 +53,13 @@ def webui_installation() -> Installation:
     return _require_installation()
 
 
+@pytest.fixture(scope="session")
+def webui_version(webui_installation) -> tuple[int, int, int]:
+    """The WebUI's release ``(major, minor, patch)``, for tests of a host feature some versions lack;
+    an untagged checkout counts as newer than any release."""
+    return webui_installation.version() or (999, 0, 0)
+
+
 def _is_e2e(node) -> bool:
     path = getattr(node, "path", None)
     return path is not None and E2E_DIR in Path(path).resolve().parents

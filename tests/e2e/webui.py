@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -76,6 +77,18 @@ class Installation:
         if not installation.python.is_file():
             raise WebUIError(f"WebUI python {python} does not exist (set SD_WEBUI_PYTHON)")
         return installation
+
+    def version(self) -> tuple[int, int, int] | None:
+        """The release the WebUI reports (``git describe --tags`` of the checkout, as its own footer does),
+        as ``(major, minor, patch)``; None for a checkout without a release tag."""
+        try:
+            described = subprocess.run(
+                ["git", "-C", str(self.webui_dir), "describe", "--tags"], capture_output=True, text=True, timeout=30,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        match = re.search(r"(\d+)\.(\d+)\.(\d+)", described)
+        return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
 @dataclass
