@@ -4,10 +4,11 @@ Each function takes the host object it works on, or imports `modules` inside its
 (hasattr) rather than comparing version strings, so forks that backport a feature get it too.
 
 Differences covered (first version that has the feature):
-- 1.7: `InputAccordion` (a checkbox that is the accordion's header).
+- 1.6: `InputAccordion` (a checkbox that is the accordion's header; forks may lack it).
+- 1.7: `Options.add_option` stores the default in `opts.data` (before, `GET /sdapi/v1/options` did not list
+  an extension's setting until it was saved).
 - 1.8: `Sampler.add_infotext(p)` (before: samplers wrote "Pad conds" inline); built-in "LCM" sampler.
-- 1.9: schedule types (`p.scheduler`, `p.hr_scheduler`, the cached `sd_samplers.get_sampler_and_scheduler`);
-  `Options.add_option` stores the default in `opts.data`, so `GET /sdapi/v1/options` lists the option.
+- 1.9: schedule types (`p.scheduler`, `p.hr_scheduler`, the cached `sd_samplers.get_sampler_and_scheduler`).
 """
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ def reset_schedule_types(p, hires: bool) -> None:
 
 
 def add_option(key: str, info) -> None:
-    """Register a setting; before 1.9 `add_option` left the default out of `opts.data`, so the options API
-    did not list the setting until it was saved once. Store the default like 1.9+ does."""
+    """Register a setting; 1.6's `add_option` left the default out of `opts.data`, so the options API did not
+    list the setting until it was saved once. Store the default like 1.7+ does."""
     from modules import shared
 
     opts = shared.opts
@@ -50,7 +51,7 @@ def add_option(key: str, info) -> None:
 
 
 def input_accordion():
-    """`modules.ui_components.InputAccordion` (1.7+), or None."""
+    """`modules.ui_components.InputAccordion` (A1111 1.6+), or None."""
     try:
         from modules.ui_components import InputAccordion
     except ImportError:

@@ -33,6 +33,9 @@ class LcmLoraScript(scripts.Script):
 def _on_before_ui():
     webui_sampler.register_samplers()
     webui_xyz.register_axes()
+    # Before 1.9 the host registers settings after building the script UIs, which fixes the API's options
+    # model first: GET /sdapi/v1/options would leave ours out. Registering twice is harmless.
+    webui_ui.register_settings()
 
 
 def _on_app_started(_demo, app):
