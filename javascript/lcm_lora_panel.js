@@ -4,8 +4,8 @@
 // user's values back (those the user changed meanwhile stay as they are).
 //
 // lib_lcm/webui_ui.py wires gradio events with `_js` = lcmLoraPanel.handle(config, args): gradio passes the
-// current values of the panel and of the tab's controls, and applies the values returned, without a request
-// to the server. `react` below is the pure part (tested with node --test in tests/js/panel_logic.test.mjs).
+// current values of the panel and of the tab's controls, and applies the values returned (gradio updates),
+// without a request to the server. `react` below is the pure part (tested with node --test in tests/js/panel_logic.test.mjs).
 
 var lcmLoraPanel = (function() {
     "use strict";
@@ -18,6 +18,7 @@ var lcmLoraPanel = (function() {
         hr_scheduler: "Use same scheduler",
         hr_steps: 0,
     };
+    var NO_CHANGE = Object.freeze({__type__: "update"});
     var HOST_CONTROLS = ["sampler", "scheduler", "host_steps", "host_cfg_scale", "hr_sampler", "hr_scheduler",
         "hr_steps"];
 
@@ -98,7 +99,9 @@ var lcmLoraPanel = (function() {
                 state.applied[name] = targets[name];
             }
         });
-        if (values.prompt !== state.promptAfter) state.promptEdited = true;
+        // A prompt equal to the one before switching on comes from an event that fired together with the switch
+        // (gradio reads every handler's inputs before applying any result): not an edit.
+        if (values.prompt !== state.promptAfter && values.prompt !== state.promptBefore) state.promptEdited = true;
         var stem = stemFromStatus(values.status);
         var prompt = taggedPrompt(values.prompt, stem, values.weight, state);
         if (stem !== undefined) state.tagStem = stem;
@@ -140,6 +143,9 @@ var lcmLoraPanel = (function() {
     var states = {};
 
     // gradio `_js` entry: args = the event's input values followed by its outputs' current values.
+    // Unchanged outputs get an empty update, not their value: when several of the panel's events fire at once
+    // (a paste sets many controls), each handler sees the values from before any of them ran, and writing
+    // those back would undo what the others set.
     function handle(config, args) {
         var values = {};
         config.inputs.forEach(function(name, i) {
@@ -154,7 +160,7 @@ var lcmLoraPanel = (function() {
             changes = {};
         }
         return config.outputs.map(function(name) {
-            return name in changes ? changes[name] : values[name];
+            return name in changes ? changes[name] : NO_CHANGE;
         });
     }
 

@@ -36,6 +36,10 @@ HIRES_CONTROLS = ("hr_sampler", "hr_scheduler", "hr_steps")
 # The panel's own values the page logic reads, in this order, before the host's controls.
 PANEL_INPUTS = ("enabled", "steps", "cfg_scale", "weight", "mode", "status")
 
+# "Send to img2img / inpaint" copies, from txt2img, the components whose field names are in paste_field_names.
+# These names never appear in an infotext, so pasting parameters leaves them to the fields read from it.
+SEND_TO_FIELDS = {"enabled": "LCM-LoRA enabled", "steps": "LCM-LoRA steps", "cfg_scale": "LCM-LoRA CFG"}
+
 HIRES_NOTE = (
     "While on, the tab's Sampling method, Schedule type, Sampling steps and CFG Scale follow this panel and "
     "the prompt gets the LCM-LoRA tag; switching off restores them. Hires fix: the second pass uses the same "
@@ -265,7 +269,7 @@ def build_panel(script, is_img2img: bool):
     script.on_after_component(lambda _: _wire_page_logic(tab, components), elem_id=f"generation_info_{tab}")
 
     script.infotext_fields = infotext_fields(components)
-    script.paste_field_names = [param.infotext for param in PARAMS if param.infotext]
+    script.paste_field_names = [param.infotext for param in PARAMS if param.infotext] + list(SEND_TO_FIELDS.values())
     return [components[param.key] for param in PARAMS]
 
 
@@ -332,7 +336,8 @@ def infotext_fields(components: dict):
     """Pasting an LCM-LoRA image's infotext turns the panel on and restores its values.
 
     The panel's own infotext keys are given as strings: the host then counts them as handled and does not
-    also offer "TCD gamma" as an override of the settings-page default.
+    also offer "TCD gamma" as an override of the settings-page default. SEND_TO_FIELDS name the panel's
+    switch, steps and CFG for the host's "Send to" buttons, which copy components by field name.
     """
 
     def when_lcm(key, convert=lambda v: v):
@@ -348,6 +353,7 @@ def infotext_fields(components: dict):
     for param in PARAMS:
         if param.infotext:
             fields.append((components[param.key], param.infotext))
+    fields.extend((components[key], name) for key, name in SEND_TO_FIELDS.items())
     return fields
 
 

@@ -253,7 +253,9 @@ def test_status_line_refreshes_on_enable_on_request_and_after_download():
 def test_paste_turns_the_panel_on_and_restores_its_values():
     with fake_host() as host:
         script, inputs, _ = build(host)
-        fields = dict((component.elem_id, key) for component, key in script.infotext_fields)
+        fields = {}
+        for component, key in script.infotext_fields:
+            fields.setdefault(component.elem_id, key)  # the first entry per component is the infotext one
         pasted = {"LCM-LoRA": "lcm-lora-sdv1-5", "Steps": "6", "CFG scale": "1.5", "LCM-LoRA weight": "0.8",
                   "LCM-LoRA mode": "TCD", "TCD gamma": "0.4", "Sampler": "LCM-LoRA TCD"}
         plain_params = {"Steps": "20", "CFG scale": "7"}
@@ -270,9 +272,27 @@ def test_paste_turns_the_panel_on_and_restores_its_values():
     assert values["lcm_lora_txt2img_gamma"] == "0.4"
     assert plain["lcm_lora_txt2img_enabled"] is False
     assert all(value == {"__type__": "update"} for elem, value in plain.items() if not elem.endswith("enabled"))
-    assert script.paste_field_names == ["LCM-LoRA weight", "LCM-LoRA mode", "TCD gamma"]
+    assert script.paste_field_names == ["LCM-LoRA weight", "LCM-LoRA mode", "TCD gamma", "LCM-LoRA enabled",
+                                        "LCM-LoRA steps", "LCM-LoRA CFG"]
     # String keys count as handled for the host, so "TCD gamma" is not also offered as a settings override.
     assert {"LCM-LoRA weight", "LCM-LoRA mode", "TCD gamma"} <= {key for key in fields.values() if isinstance(key, str)}
+
+
+def test_send_to_copies_every_panel_input_by_name_in_the_same_order_in_both_tabs():
+    """The host copies txt2img's fields named in paste_field_names to the same-named fields of the target tab."""
+    with fake_host() as host:
+        txt2img, txt_inputs, _ = build(host, "txt2img")
+        img2img, img_inputs, _ = build(host, "img2img")
+
+    def copied(script):
+        return [component for component, key in script.infotext_fields
+                if isinstance(key, str) and key in txt2img.paste_field_names]
+
+    sources, targets = copied(txt2img), copied(img2img)
+    assert [c.elem_id.replace("txt2img", "img2img") for c in sources] == [c.elem_id for c in targets]
+    assert {c.elem_id for c in targets} == {c.elem_id for c in img_inputs}, "every panel input travels"
+    # Names no infotext contains: a parameters paste reads these components from their infotext entries.
+    assert not set(webui_ui.SEND_TO_FIELDS.values()) & {p.infotext for p in PARAMS}
 
 
 def test_settings_section_has_the_defaults_and_policies():

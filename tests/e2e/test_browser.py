@@ -213,6 +213,14 @@ def test_png_info_send_to_txt2img_restores_the_panel(page_report):
     assert pasted["overrideSettingsVisible"] is False, "the panel's own fields are not offered as overrides"
 
 
+def test_send_to_img2img_carries_the_panel(page_report):
+    sent = scenario(page_report, "sendto")["sent"]
+    assert sent["panelEnabled"] is True
+    assert (sent["panelSteps"], sent["panelCfg"], sent["panelWeight"], sent["panelMode"]) == (6, 1, 0.75, "LCM")
+    assert (sent["sampler"], sent["steps"], sent["cfg"]) == ("LCM-LoRA", 6, 1)
+    assert sent["prompt"] == "a cat <lora:lcm-lora-sdv1-5:0.75>"
+
+
 def test_checkpoint_change_moves_the_status_and_the_tag_to_the_new_variant(page_report):
     s = scenario(page_report, "checkpoint")
     assert s["before"]["prompt"] == f"a cat {LCM_TAG}"

@@ -168,7 +168,7 @@ test("stemFromStatus reads the server's data attribute", () => {
     assert.equal(panel.stemFromStatus(null), undefined);
 });
 
-test("handle maps gradio's argument list to the outputs, current values where nothing changes", () => {
+test("handle maps gradio's argument list to the outputs, empty updates where nothing changes", () => {
     const config = {
         tab: "handle-test", samplers: SAMPLERS,
         inputs: ["enabled", "steps", "cfg_scale", "weight", "mode", "status", "prompt", "sampler", "host_steps"],
@@ -178,8 +178,33 @@ test("handle maps gradio's argument list to the outputs, current values where no
     const outputsNow = ["a cat", "Euler", 20];
     assert.deepEqual(panel.handle(config, inputs.concat(outputsNow)),
         ["a cat <lora:lcm-lora-sdv1-5:1>", "LCM-LoRA", 5]);
-    inputs[0] = false;
-    assert.deepEqual(panel.handle(config, inputs.concat(outputsNow)), ["a cat", "Euler", 20]);
+    const on = ["a cat <lora:lcm-lora-sdv1-5:1>", "LCM-LoRA", 5];
+    const offInputs = [false, 5, 1, 1, "LCM", SD15, ...on];
+    assert.deepEqual(panel.handle(config, offInputs.concat(on)), ["a cat", "Euler", 20]);
+    const none = {__type__: "update"};
+    assert.deepEqual(panel.handle(config, offInputs.concat(on)), [none, none, none], "already off: nothing to do");
+});
+
+test("events fired together (a paste) do not undo each other: later handlers see stale values", () => {
+    const config = {
+        tab: "together-test", samplers: SAMPLERS,
+        inputs: ["enabled", "steps", "cfg_scale", "weight", "mode", "status", "prompt", "sampler", "host_cfg_scale"],
+        outputs: ["prompt", "sampler", "host_cfg_scale"],
+    };
+    // gradio reads the inputs of every handler first: all three see the pasted values, none sees another's result.
+    const stale = [true, 6, 1, 0.75, "LCM", SD15, "a cat", "DPM++ 2M", 7];
+    const results = [0, 1, 2].map(() => panel.handle(config, stale.concat(stale.slice(6))));
+    const applied = {prompt: "a cat", sampler: "DPM++ 2M", host_cfg_scale: 7};
+    for (const result of results) {
+        result.forEach((value, i) => {
+            if (!(value && value.__type__ === "update")) applied[config.outputs[i]] = value;
+        });
+    }
+    assert.deepEqual(applied, {prompt: "a cat <lora:lcm-lora-sdv1-5:0.75>", sampler: "LCM-LoRA", host_cfg_scale: 1});
+    // ... and switching off still restores the exact prompt from before.
+    const off = panel.handle(config, [false, 6, 1, 0.75, "LCM", SD15, applied.prompt, "LCM-LoRA", 1, applied.prompt,
+        "LCM-LoRA", 1]);
+    assert.deepEqual(off, ["a cat", "DPM++ 2M", 7]);
 });
 
 test("gammaVisibility shows gamma for TCD only, as a gradio update", () => {

@@ -215,6 +215,21 @@ const scenarios = {
         return {parameters, pasted, pageErrors};
     },
 
+    // txt2img's "Send to img2img" button carries the panel (and the image) to img2img.
+    async sendto(page) {
+        await smallImages(page, "txt2img");
+        await setPrompt(page, "txt2img", "a cat");
+        await openPanel(page, "txt2img");
+        await setNumber(page, "lcm_lora_txt2img_steps", 6);
+        await setNumber(page, "lcm_lora_txt2img_weight", 0.75);
+        await settle(page, "txt2img", (v) => v.steps === 6 && v.prompt.includes(":0.75>"));
+        await generate(page, "txt2img");
+        await page.click("#txt2img_send_to_img2img");
+        const sent = await settle(page, "img2img", (v) => v.panelEnabled && v.panelWeight === 0.75 &&
+            v.panelSteps === 6 && v.sampler === "LCM-LoRA");
+        return {sent};
+    },
+
     async screenshot(page) {
         const tab = "txt2img";
         await smallImages(page, tab);
