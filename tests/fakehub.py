@@ -152,13 +152,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         return seen
 
-    def _reply(self, seen: Seen, status: int, headers: dict, body: bytes = b"") -> None:
+    def _start_reply(self, seen: Seen, status: int, headers: dict) -> None:
         seen.status = status
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
         self.send_header("Connection", "close")
         self.end_headers()
+
+    def _reply(self, seen: Seen, status: int, headers: dict, body: bytes = b"") -> None:
+        self._start_reply(seen, status, headers)
         if body and self.command != "HEAD":
             self.wfile.write(body)
             seen.sent += len(body)
@@ -243,12 +246,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
         body = data[start:stop]
-        seen.status = status
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Connection", "close")
-        self.end_headers()
+        self._start_reply(seen, status, headers)
         limit = len(body)
         if hub.cuts > 0:
             hub.cuts -= 1
