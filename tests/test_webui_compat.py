@@ -1,0 +1,121 @@
+"""lib_lcm.webui_compat against stand-ins of each host generation (A1111 1.6 - 1.10); the real hosts run in
+tests/e2e (see docs/compatibility.md)."""
+from __future__ import annotations
+
+import functools
+import sys
+import types
+
+import pytest
+
+from lib_lcm import webui_compat
+
+
+class Denoiser:
+    def __init__(self, padded):
+        self.padded_cond_uncond = padded
+
+
+class SamplerBefore18:
+    """1.6/1.7: no add_infotext; the sampler wrote "Pad conds" itself after sampling."""
+
+    def __init__(self, padded):
+        self.model_wrap_cfg = Denoiser(padded)
+
+
+class Sampler18(SamplerBefore18):
+    def add_infotext(self, p):
+        p.extra_generation_params["Pad conds"] = self.model_wrap_cfg.padded_cond_uncond
+        p.extra_generation_params["by host"] = True
+
+
+def processing(**attributes):
+    return types.SimpleNamespace(extra_generation_params={}, **attributes)
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_sampler_infotext_before_1_8_writes_pad_conds_only_when_padded(padded):
+    p = processing()
+    webui_compat.add_sampler_infotext(SamplerBefore18(padded), p)
+    assert p.extra_generation_params == ({"Pad conds": True} if padded else {})
+
+
+def test_sampler_infotext_from_1_8_is_the_hosts():
+    p = processing()
+    webui_compat.add_sampler_infotext(Sampler18(True), p)
+    assert p.extra_generation_params == {"Pad conds": True, "by host": True}
+
+
+def test_sampler_cache_is_cleared_where_the_host_caches():
+    calls = []
+
+    @functools.cache
+    def get_sampler_and_scheduler(name, scheduler):
+        calls.append(name)
+
+    get_sampler_and_scheduler("LCM-LoRA", "Automatic")
+    webui_compat.clear_sampler_cache(types.SimpleNamespace(get_sampler_and_scheduler=get_sampler_and_scheduler))
+    get_sampler_and_scheduler("LCM-LoRA", "Automatic")
+    assert calls == ["LCM-LoRA", "LCM-LoRA"]
+    webui_compat.clear_sampler_cache(types.SimpleNamespace())  # before 1.9: nothing to clear, no error
+
+
+@pytest.mark.parametrize("hires", [True, False])
+def test_schedule_types_reset_on_1_9_and_left_alone_before(hires):
+    p = processing(scheduler="Karras", hr_scheduler="Exponential")
+    webui_compat.reset_schedule_types(p, hires=hires)
+    assert p.scheduler == "Automatic"
+    assert p.hr_scheduler == ("Automatic" if hires else "Exponential")
+    old = processing()
+    webui_compat.reset_schedule_types(old, hires=True)
+    assert not hasattr(old, "scheduler") and not hasattr(old, "hr_scheduler")
+
+
+class Options16:
+    """1.6's Options: add_option only records the label."""
+
+    def __init__(self, data):
+        self.data = dict(data)
+        self.data_labels = {}
+
+    def add_option(self, key, info):
+        self.data_labels[key] = info
+
+
+class Options17(Options16):
+    def add_option(self, key, info):
+        super().add_option(key, info)
+        if key not in self.data and not info.do_not_save:
+            self.data[key] = info.default
+
+
+@pytest.fixture
+def shared_module(monkeypatch):
+    modules = types.ModuleType("modules")
+    modules.__path__ = []
+    shared = types.ModuleType("modules.shared")
+    modules.shared = shared
+    monkeypatch.setitem(sys.modules, "modules", modules)
+    monkeypatch.setitem(sys.modules, "modules.shared", shared)
+    return shared
+
+
+@pytest.mark.parametrize("options_class", [Options16, Options17])
+def test_option_default_is_stored_on_every_host_and_a_saved_value_kept(shared_module, options_class):
+    shared_module.opts = options_class({"lcm_lora_weight": 0.5})
+    for key in ("lcm_lora_steps", "lcm_lora_weight"):
+        webui_compat.add_option(key, types.SimpleNamespace(default=4, do_not_save=False))
+    webui_compat.add_option("lcm_lora_note", types.SimpleNamespace(default="x", do_not_save=True))
+    assert shared_module.opts.data == {"lcm_lora_steps": 4, "lcm_lora_weight": 0.5}
+    assert set(shared_module.opts.data_labels) == {"lcm_lora_steps", "lcm_lora_weight", "lcm_lora_note"}
+
+
+def test_input_accordion_is_none_on_a_host_without_it(monkeypatch):
+    modules = types.ModuleType("modules")
+    modules.__path__ = []
+    monkeypatch.setitem(sys.modules, "modules", modules)
+    monkeypatch.setitem(sys.modules, "modules.ui_components", types.ModuleType("modules.ui_components"))
+    assert webui_compat.input_accordion() is None
+    accordion = type("InputAccordion", (), {})
+    sys.modules["modules.ui_components"].InputAccordion = accordion
+    assert webui_compat.input_accordion() is accordion
