@@ -5,12 +5,20 @@ Each function takes the host object it works on, or imports `modules` inside its
 
 Differences covered (first version that has the feature):
 - 1.6: `InputAccordion` (a checkbox that is the accordion's header; forks may lack it).
-- 1.7: `Options.add_option` stores the default in `opts.data` (before, `GET /sdapi/v1/options` did not list
+- 1.7: infotext keys may hold "-" and "/" (1.6 cut "LCM-LoRA weight" to "LoRA weight" when pasting);
+  `Options.add_option` stores the default in `opts.data` (before, `GET /sdapi/v1/options` did not list
   an extension's setting until it was saved).
 - 1.8: `Sampler.add_infotext(p)` (before: samplers wrote "Pad conds" inline); built-in "LCM" sampler.
 - 1.9: schedule types (`p.scheduler`, `p.hr_scheduler`, the cached `sd_samplers.get_sampler_and_scheduler`).
 """
 from __future__ import annotations
+
+import json
+import re
+
+# The host's infotext "key: value" pattern from 1.7 on (`re_param_code`); 1.6 allowed only `[\w ]+` in keys,
+# so it read "LCM-LoRA weight: 0.75" as "LoRA weight: 0.75".
+_INFOTEXT_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
 
 def add_sampler_infotext(sampler, p) -> None:
@@ -57,3 +65,21 @@ def input_accordion():
     except ImportError:
         return None
     return InputAccordion
+
+
+def restore_infotext_keys(infotext: str, params: dict, keys) -> None:
+    """For `on_infotext_pasted`: add those of `keys` that the host's parser missed (1.6: every key with a "-")
+    from the infotext's last line, unquoted like the host does. Keys the host parsed are left as they are."""
+    wanted = set(keys) - set(params)
+    if not wanted:
+        return
+    last_line = infotext.strip().split("\n")[-1]
+    for key, value in _INFOTEXT_PARAM.findall(last_line):
+        if key not in wanted:
+            continue
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        params[key] = value

@@ -256,6 +256,11 @@ def infotext_param_keys():
     return [param.infotext for param in PARAMS if param.infotext]
 
 
+def on_infotext_pasted(infotext: str, params: dict):
+    """Our infotext keys hold a "-", which A1111 1.6's paste parser cuts off; put them back for the panel."""
+    webui_compat.restore_infotext_keys(infotext, params, [*infotext_param_keys(), INFOTEXT_VARIANT, INFOTEXT_WARNING])
+
+
 def _warnings_enabled() -> bool:
     from modules import shared
 

@@ -46,4 +46,5 @@ def _on_app_started(_demo, app):
 script_callbacks.on_before_ui(_on_before_ui)
 script_callbacks.on_app_started(_on_app_started)
 script_callbacks.on_ui_settings(webui_ui.register_settings)
+script_callbacks.on_infotext_pasted(webui_processing.on_infotext_pasted)
 script_callbacks.on_script_unloaded(webui_sampler.unregister_samplers)

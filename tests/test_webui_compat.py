@@ -3,6 +3,7 @@ tests/e2e (see docs/compatibility.md)."""
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import types
 
@@ -119,3 +120,29 @@ def test_input_accordion_is_none_on_a_host_without_it(monkeypatch):
     accordion = type("InputAccordion", (), {})
     sys.modules["modules.ui_components"].InputAccordion = accordion
     assert webui_compat.input_accordion() is accordion
+
+
+# A1111 1.6's infotext pattern (`re_param_code`, keys `[\w ]+`) and an infotext as our samplers write it.
+RE_PARAM_1_6 = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+INFOTEXT = ('a cat <lora:lcm-lora-sdv1-5:0.75>\nSteps: 4, Sampler: LCM-LoRA TCD, CFG scale: 1.0, Seed: 1, '
+            'LCM-LoRA weight: 0.75, LCM-LoRA mode: TCD, LCM-LoRA: lcm-lora-sdv1-5, Lora hashes: "lcm-lora-sdv1-5: '
+            'eb1e7a7bf5d5", TCD gamma: 0.5, LCM-LoRA warning: "CFG 3 > 2, steps 9 > 8", Version: v1.6.0')
+KEYS = ["LCM-LoRA weight", "LCM-LoRA mode", "TCD gamma", "LCM-LoRA", "LCM-LoRA warning"]
+
+
+def test_infotext_keys_cut_at_the_hyphen_by_1_6_are_restored_and_unquoted():
+    params = dict(RE_PARAM_1_6.findall(INFOTEXT.split("\n")[-1]))
+    assert "LCM-LoRA weight" not in params and params["LoRA weight"] == "0.75"  # what 1.6 makes of it
+    webui_compat.restore_infotext_keys(INFOTEXT, params, KEYS)
+    assert {key: params[key] for key in KEYS} == {
+        "LCM-LoRA weight": "0.75", "LCM-LoRA mode": "TCD", "TCD gamma": "0.5", "LCM-LoRA": "lcm-lora-sdv1-5",
+        "LCM-LoRA warning": "CFG 3 > 2, steps 9 > 8"}
+
+
+def test_infotext_keys_the_host_parsed_are_left_alone():
+    params = {"LCM-LoRA weight": 0.75, "LCM-LoRA": "from host"}
+    webui_compat.restore_infotext_keys(INFOTEXT, params, ["LCM-LoRA weight", "LCM-LoRA"])
+    assert params == {"LCM-LoRA weight": 0.75, "LCM-LoRA": "from host"}
+    plain = {}
+    webui_compat.restore_infotext_keys("a cat\nSteps: 4, Sampler: Euler", plain, KEYS)
+    assert plain == {}
