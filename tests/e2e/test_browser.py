@@ -29,6 +29,9 @@ NPM_TIMEOUT = 600
 RUN_TIMEOUT = 900
 STYLE_TAG = "<lora:tiny-style-sd15:0.8>"
 LCM_TAG = "<lora:lcm-lora-sdv1-5:1>"
+# First A1111 releases with a host feature the page shows (lib_lcm/webui_compat.py, docs/compatibility.md).
+HEADER_CHECKBOX = (1, 7, 0)  # InputAccordion's checkbox in its header; on 1.6 opening the panel is the switch
+SCHEDULE_TYPES = (1, 9, 0)  # the tab's "Schedule type" control
 
 
 def _tool(name: str) -> str:
@@ -130,12 +133,15 @@ def infotext_fields(text: str) -> dict:
     return {key: value.strip('"') for key, value in re.findall(r'\s*([\w \-/]+):\s*("(?:\\.|[^"])*"|[^,]*)(?:,|$)', last)}
 
 
-def test_switching_on_sets_the_tabs_own_controls_and_the_prompt_tag(page_report):
+def test_switching_on_sets_the_tabs_own_controls_and_the_prompt_tag(page_report, webui_version):
     s = scenario(page_report, "txt2img")
     before, on = s["before"], s["on"]
     assert (before["sampler"], before["steps"], before["cfg"]) == ("Euler a", 25, 6.5)
-    assert on["panelEnabled"] is True
-    assert (on["sampler"], on["scheduler"], on["steps"], on["cfg"]) == ("LCM-LoRA", "Automatic", 4, 1)
+    assert on["panelEnabled"] is True and on["panelOpen"] is True
+    assert on["headerCheckbox"] is (webui_version >= HEADER_CHECKBOX)
+    assert (on["sampler"], on["steps"], on["cfg"]) == ("LCM-LoRA", 4, 1)
+    # No "Schedule type" control before 1.9: nothing to set, and none appears.
+    assert on["scheduler"] == ("Automatic" if webui_version >= SCHEDULE_TYPES else None)
     assert on["prompt"] == f"a cat, {STYLE_TAG} {LCM_TAG}"
     assert on["prompt"].count("lcm-lora") == 1
     assert on["statusStem"] == "lcm-lora-sdv1-5"
@@ -161,10 +167,12 @@ def test_generate_records_the_lcm_settings_and_the_lora_hash(page_report):
     assert "Lora not found" not in s["infotext"]
 
 
-def test_switching_off_restores_the_users_values_and_prompt(page_report):
+def test_switching_off_restores_the_users_values_and_prompt(page_report, webui_version):
     s = scenario(page_report, "txt2img")
     before, off = s["before"], s["off"]
     assert off["panelEnabled"] is False
+    # 1.7+: switched off with the header checkbox, the panel stays open; 1.6: switched off by closing it.
+    assert off["panelOpen"] is (webui_version >= HEADER_CHECKBOX)
     for key in ("sampler", "scheduler", "steps", "cfg", "prompt", "hrSampler", "hrSteps"):
         assert off[key] == before[key], key
 

@@ -23,6 +23,9 @@ function readControls(page, tab) {
         };
         const status = q(`#lcm_lora_${tab}_status .lcm-lora-status`);
         const gamma = q(`#lcm_lora_${tab}_gamma`);
+        // The InputAccordion's own checkbox is hidden; 1.7+ show a copy of it in the header, 1.6 none.
+        const headerCheckbox = q(`#lcm_lora_${tab}_enabled-visible-checkbox`);
+        const accordionValue = q(`#lcm_lora_${tab}_enabled-checkbox input`);
         return {
             sampler: q(`#${tab}_sampling input`)?.value ?? null,
             scheduler: q(`#${tab}_scheduler input`)?.value ?? null,
@@ -31,7 +34,8 @@ function readControls(page, tab) {
             prompt: q(`#${tab}_prompt textarea`)?.value ?? null,
             hrSampler: q("#hr_sampler input")?.value ?? null,
             hrSteps: number("txt2img_hires_steps"),
-            panelEnabled: q(`#lcm_lora_${tab}_enabled-visible-checkbox`)?.checked ?? null,
+            panelEnabled: (headerCheckbox ?? accordionValue)?.checked ?? null,
+            headerCheckbox: headerCheckbox !== null,
             panelOpen: q(`#lcm_lora_${tab}_enabled`)?.classList.contains("input-accordion-open") ?? null,
             panelSteps: number(`lcm_lora_${tab}_steps`),
             panelCfg: number(`lcm_lora_${tab}_cfg_scale`),
@@ -92,8 +96,11 @@ async function openPanel(page, tab) {
         /lcm-lora/.test(v.prompt ?? ""));
 }
 
+// With the header checkbox (1.7+; the panel stays open); 1.6 has none: closing the panel switches it off.
 async function switchOff(page, tab) {
-    await page.click(`#lcm_lora_${tab}_enabled-visible-checkbox`);
+    const headerCheckbox = page.locator(`#lcm_lora_${tab}_enabled-visible-checkbox`);
+    if (await headerCheckbox.count() > 0) await headerCheckbox.click();
+    else await page.click(`#lcm_lora_${tab}_enabled .label-wrap`);
     return settle(page, tab, (v) => !v.panelEnabled && !v.sampler?.startsWith("LCM-LoRA"));
 }
 
