@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -38,7 +39,12 @@ class Bench:
         return self.server.process.pid
 
 
+def _exit_on_sigterm(signum, frame):
+    sys.exit(f"stopped by signal {signum}")  # unwinds, so the caller's `finally` stops the WebUI
+
+
 def start(work: Path, model: str = "tiny") -> Bench:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     installation = Installation.from_env()
     if installation is None:
         sys.exit("set SD_WEBUI_DIR (a prepared WebUI checkout, see tests/e2e) and SD_WEBUI_PYTHON")
