@@ -94,3 +94,11 @@ def machine() -> dict:
     version = installation.version() if installation else None
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": os.environ.get("OMP_NUM_THREADS", "1"),
             "webui": ".".join(map(str, version)) if version else "?", "date": time.strftime("%Y-%m-%d")}
+
+
+def emit(result: dict, json_out: Path | None) -> None:
+    """The bench's last line: its figures as one JSON line (also written to json_out)."""
+    line = json.dumps(result)
+    if json_out:
+        json_out.write_text(line + "\n")
+    print(line)

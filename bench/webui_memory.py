@@ -21,13 +21,12 @@ Prints a table and, last, one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from harness import PROMPT, ROOT, STEM, generate, machine, start
+from harness import PROMPT, ROOT, STEM, emit, generate, machine, start
 
 sys.path.insert(0, str(ROOT))
 from tests.fixtures import layouts, slim  # noqa: E402
@@ -161,10 +160,7 @@ def main():
     print(f"peak RSS ours / built-in               {result['peak_rss_ratio_ours_over_builtin']:9.3f}")
     for name, value in result["first_use_seconds"].items():
         print(f"{name:<38} {value:9.2f} s")
-    line = json.dumps(result)
-    if args.json_out:
-        args.json_out.write_text(line + "\n")
-    print(line)
+    emit(result, args.json_out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from harness import PROMPT, STEM, generate, machine, start
+from harness import PROMPT, STEM, emit, generate, machine, start
 
 TAGGED = f"{PROMPT} <lora:{STEM}:1>"
 # name -> (payload without steps, whether it is an LCM configuration)
@@ -103,10 +103,7 @@ def main():
         print(f"{key:<44} {value:.3f}")
     result = {"bench": "webui_speed", "model": args.model, "repeats": args.repeats, "machine": machine(),
               "median_seconds": medians, "unet": unet, "ratios": figures}
-    line = json.dumps(result)
-    if args.json_out:
-        args.json_out.write_text(line + "\n")
-    print(line)
+    emit(result, args.json_out)
 
 
 if __name__ == "__main__":
