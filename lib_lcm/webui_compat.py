@@ -10,9 +10,15 @@ Differences covered (first version that has the feature):
   an extension's setting until it was saved).
 - 1.8: `Sampler.add_infotext(p)` (before: samplers wrote "Pad conds" inline); built-in "LCM" sampler.
 - 1.9: schedule types (`p.scheduler`, `p.hr_scheduler`, the cached `sd_samplers.get_sampler_and_scheduler`).
+
+Forge (lllyasviel/stable-diffusion-webui-forge 2.x, detected by `forge_sampling`): its `CFGDenoiser.forward` runs
+the UNet through `backend.sampling.sampling_function` instead of the k-diffusion wrapper (and already drops the
+uncond pass at CFG 1); samplers bracket sampling with its `sampling_prepare`/`sampling_cleanup`, which load the
+UNet and apply the LoRA patches; the hires pass has its own CFG scale, `p.hr_cfg` (default 1).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import re
 
@@ -44,6 +50,12 @@ def reset_schedule_types(p, hires: bool) -> None:
         p.scheduler = "Automatic"
     if hires and hasattr(p, "hr_scheduler"):
         p.hr_scheduler = "Automatic"
+
+
+def set_hires_cfg_scale(p, cfg_scale: float) -> None:
+    """Forge runs the hires pass at `p.hr_cfg` (API default 1.0), not `p.cfg_scale`; A1111 has no such field."""
+    if hasattr(p, "hr_cfg"):
+        p.hr_cfg = cfg_scale
 
 
 def add_option(key: str, info) -> None:
@@ -83,3 +95,17 @@ def restore_infotext_keys(infotext: str, params: dict, keys) -> None:
             except ValueError:
                 pass
         params[key] = value
+
+
+def forge_sampling():
+    """Forge's `backend.sampling.sampling_function` module when the host is Forge, else None (A1111).
+
+    Looked up at call time. `modules_forge` first: on A1111 that import fails at once, and a `backend` package
+    another extension might put on sys.path is never imported.
+    """
+    try:
+        importlib.import_module("modules_forge.forge_version")
+        from backend.sampling import sampling_function
+    except ImportError:
+        return None
+    return sampling_function

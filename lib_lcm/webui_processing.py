@@ -198,6 +198,7 @@ def apply_settings(p, settings: LcmSettings):
     if getattr(p, "enable_hr", False):
         p.hr_sampler_name = sampler_name
         p.hr_second_pass_steps = 0  # 0 = same as steps: the LCM step count
+        webui_compat.set_hires_cfg_scale(p, settings.cfg_scale)
     p.lcm_lora_gamma = settings.gamma
 
     params = p.extra_generation_params

@@ -6,9 +6,12 @@ this file outside the WebUI is harmless. What the host's built-in "LCM" (1.8+) d
 - it runs the negative-prompt UNet pass at CFG 1, which cannot change the result;
 - img2img cuts the step count instead of starting the full count at the strength's noise level.
 Our names never collide with the host's "LCM" (sd-webui-animatediff#413 shows what a duplicate does).
+On Forge the host's CFG denoiser drives the UNet (see `lib_lcm.webui_compat`); our samplers only add LCM's
+boundary condition to it and load the UNet the way Forge's own samplers do.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -74,6 +77,11 @@ def _classes():
 
     from lib_lcm import sampling, schedules, webui_processing
 
+    forge = webui_compat.forge_sampling()
+    # Forge's own k-diffusion denoiser: its `inner_model` gives the sigma table and (`.inner_model`) the sd_model
+    # whose UNet patcher Forge's CFGDenoiser.forward runs.
+    cfg_denoiser_base = sd_samplers_kdiffusion.CFGDenoiserKDiffusion if forge else sd_samplers_cfg_denoiser.CFGDenoiser
+
     class CompVisDenoiser(k_diffusion.external.CompVisDenoiser):
         def forward(self, input, sigma, **kwargs):
             # The host's uncond-skip path drops the uncond rows of x but not of the image conditioning; an
@@ -84,11 +92,13 @@ def _classes():
                 kwargs["cond"] = {**cond, "c_concat": [concat[0][: input.shape[0]], *concat[1:]]}
             return super().forward(input, sigma, **kwargs)
 
-    class LcmCFGDenoiser(sd_samplers_cfg_denoiser.CFGDenoiser):
+    class LcmCFGDenoiser(cfg_denoiser_base):
         boundary_condition = True
 
         @property
         def inner_model(self):
+            if forge:
+                return super().inner_model
             if self.model_wrap is None:
                 # quantize=True: the UNet sees the integer timesteps the reference feeds it.
                 denoiser = CompVisDenoiser(shared.sd_model, quantize=True)
@@ -98,6 +108,8 @@ def _classes():
             return self.model_wrap
 
         def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
+            if forge:  # Forge skips the uncond pass at CFG 1 itself
+                return super().forward(x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond)
             conds_list, _ = prompt_parser.reconstruct_multicond_batch(cond, self.step)
             if not uncond_pass_is_redundant(conds_list, cond_scale):
                 return super().forward(x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond)
@@ -149,11 +161,36 @@ def _classes():
                 "s_min_uncond": self.s_min_uncond,
             }
             steps = len(sigmas) - 1
-            samples = self.launch_sampling(steps, lambda: self.func(
-                self.model_wrap_cfg, x, sigmas, extra_args=self.sampler_extra_args,
-                disable=False, callback=self.callback_state, **extra_kwargs))
+            with self.forge_sampling_pass(x) if forge else contextlib.nullcontext():
+                samples = self.launch_sampling(steps, lambda: self.func(
+                    self.model_wrap_cfg, x, sigmas, extra_args=self.sampler_extra_args,
+                    disable=False, callback=self.callback_state, **extra_kwargs))
             webui_compat.add_sampler_infotext(self, p)
             return samples
+
+        @contextlib.contextmanager
+        def forge_sampling_pass(self, x):
+            """Forge: load this pass' UNet (LoRA patches applied) for sampling, as Forge's samplers do, with LCM's
+            boundary condition as a post-CFG function on a clone of its patcher; the pass' own patcher is put
+            back afterwards. Post-CFG is before mask blending, and the boundary condition is affine in x_0, so
+            applying it after CFG equals applying it to every CFG branch."""
+            sd_model = self.model_wrap.inner_model
+            pass_unet = unet = sd_model.forge_objects.unet
+            if self.model_wrap_cfg.boundary_condition:
+                unet = pass_unet.clone()
+                with_boundary_condition = sampling.LCMDenoiser(
+                    lambda x, sigma, denoised: denoised, alphas_cumprod_of(self.model_wrap))
+                unet.set_model_sampler_post_cfg_function(
+                    lambda args: with_boundary_condition(args["input"], args["sigma"], denoised=args["denoised"]))
+                sd_model.forge_objects.unet = unet
+            try:
+                forge.sampling_prepare(unet, x=x)
+                try:
+                    yield unet
+                finally:
+                    forge.sampling_cleanup(unet)
+            finally:
+                sd_model.forge_objects.unet = pass_unet
 
         def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
             webui_processing.raise_pending_error(p)

@@ -19,6 +19,9 @@ def main() -> int:
     del sys.argv[1:]  # the WebUI parses sys.argv (+ COMMANDLINE_ARGS) as its own flags on import
     sys.path.insert(0, os.getcwd())
 
+    # Before anything imports gradio: on Forge, gradio imports Forge's spaces.py, which parses the flags
+    # (backend.args) before modules.paths_internal has appended COMMANDLINE_ARGS to sys.argv.
+    import modules.paths_internal  # noqa: F401
     from modules import shared_init
 
     shared_init.initialize()

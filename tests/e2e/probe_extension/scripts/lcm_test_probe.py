@@ -20,7 +20,10 @@ def _count(_module, args, kwargs):
 
 
 def _install_hook():
-    unet = shared.sd_model.model.diffusion_model
+    forge_objects = getattr(shared.sd_model, "forge_objects", None)
+    # Forge's engine has no `.model`: the UNet is in its patcher (one call for cond+uncond: count rows).
+    model = forge_objects.unet.model if forge_objects is not None else shared.sd_model.model
+    unet = model.diffusion_model
     if not getattr(unet, "_lcm_test_probe", False):
         unet.register_forward_pre_hook(_count, with_kwargs=True)
         unet._lcm_test_probe = True
