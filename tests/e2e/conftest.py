@@ -21,6 +21,7 @@ import pytest
 from tests.e2e.webui import EXTENSION_NAME, REPO_ROOT, DataDir, Installation, WebUIClient, WebUIServer
 from tests.fixtures import tiny
 
+FORGE_MODELS_ENV = "LCM_E2E_FORGE_MODELS"
 SKIP_REASON = "e2e: set SD_WEBUI_DIR (a prepared WebUI checkout) and SD_WEBUI_PYTHON to run the real-WebUI tests"
 E2E_DIR = Path(__file__).resolve().parent
 PROBE_EXTENSION = E2E_DIR / "probe_extension"
@@ -104,19 +105,45 @@ def tiny_registry(shipped: Mapping, loras: Mapping[str, Path]) -> dict:
     return registry
 
 
+def host_is_forge(installation: Installation) -> bool:
+    """Stable Diffusion WebUI Forge (lllyasviel/stable-diffusion-webui-forge) has its own `modules_forge`."""
+    return (installation.webui_dir / "modules_forge").is_dir()
+
+
+def forge_models() -> tuple[Path, Path]:
+    """(SD 1.5 checkpoint, its LCM-LoRA) from ``$LCM_E2E_FORGE_MODELS``. Forge loads none of the tiny fixtures:
+    it recognises SD 1.5 by its real widths (320 UNet channels, 768 context) and builds CLIP-L and the VAE from
+    its own configs, so it needs a checkpoint with the full CLIP-L and VAE (a slim UNet is fine)."""
+    folder = os.environ.get(FORGE_MODELS_ENV)
+    if not folder:
+        pytest.skip(f"e2e on Forge: set {FORGE_MODELS_ENV} to a folder with Stable-diffusion/<SD 1.5>.safetensors "
+                    f"and Lora/{tiny.LCM_LORA_FILES['sd1']} (Forge cannot load the tiny fixtures)")
+    checkpoints = sorted((Path(folder) / "Stable-diffusion").glob("*.safetensors"))
+    lora = Path(folder) / "Lora" / tiny.LCM_LORA_FILES["sd1"]
+    if not checkpoints or not lora.is_file():
+        raise pytest.UsageError(f"{FORGE_MODELS_ENV}={folder} needs Stable-diffusion/*.safetensors and Lora/{lora.name}")
+    return checkpoints[0], lora
+
+
 @pytest.fixture(scope="session")
-def tiny_webui_models(tmp_path_factory) -> dict:
-    """Tiny checkpoints, LoRAs (relative Lora-folder name -> file) and the registry JSON describing them."""
+def tiny_webui_models(tmp_path_factory, webui_installation) -> dict:
+    """Tiny checkpoints, LoRAs (relative Lora-folder name -> file) and the registry JSON describing them.
+    On Forge: the SD 1.5 checkpoint and LCM-LoRA of `forge_models` instead (``models`` stays the tiny set)."""
     models = tiny.cached()
-    loras = {f"LCM-LoRA/{name}": models.lora_dir / name for name in TINY_LCM_LORAS.values()}
-    loras[tiny.STYLE_LORA_FILE] = models.style_lora
     shipped = json.loads((REPO_ROOT / "lib_lcm" / "weights_registry.json").read_text())
     registry_path = tmp_path_factory.mktemp("registry") / "weights_registry.json"
-    registry = tiny_registry(shipped, {v: models.lora_dir / name for v, name in TINY_LCM_LORAS.items()})
-    registry_path.write_text(json.dumps(registry, indent=2))
+    if host_is_forge(webui_installation):
+        checkpoint, lora = forge_models()
+        checkpoints, loras, variants = [checkpoint], {f"LCM-LoRA/{lora.name}": lora}, {"sd15": lora}
+    else:
+        checkpoints = [models.sd15, models.sd15_inpainting]
+        loras = {f"LCM-LoRA/{name}": models.lora_dir / name for name in TINY_LCM_LORAS.values()}
+        loras[tiny.STYLE_LORA_FILE] = models.style_lora
+        variants = {v: models.lora_dir / name for v, name in TINY_LCM_LORAS.items()}
+    registry_path.write_text(json.dumps(tiny_registry(shipped, variants), indent=2))
     return {
         "models": models,
-        "checkpoints": [models.sd15, models.sd15_inpainting],
+        "checkpoints": checkpoints,
         "loras": loras,
         "registry": registry_path,
     }
