@@ -8,7 +8,7 @@ it touches, on top of tests/fake_webui.py. Written from Forge dfdcbab6:
   is the sd_model; the sd_model has no `alphas_cumprod` / `apply_model`;
 - samplers bracket sampling with `sampling_prepare(unet, x)` / `sampling_cleanup(unet)` (they load the UNet and
   apply the LoRA patches: a UNet call on a patcher that was not prepared would run without the LoRA).
-The real Forge runs these paths by hand (see docs/compatibility.md).
+The real Forge runs these paths in tests/e2e (host switch: LCM_E2E_FORGE_MODELS in tests/e2e/conftest.py).
 """
 from __future__ import annotations
 
