@@ -19,7 +19,9 @@ SHAPE = (2, 4, 8, 8)
 PRECISIONS = ["stock", "float64"]
 # Stock diffusers rounds its per-step scalars (alpha_bar, c_skip, c_out, ...) to float32: measured max |diff|
 # 1.1e-6 on O(1) latents. With those scalars in float64 the loops agree to round-off: measured max 6e-15.
-TOLERANCE = {"stock": {"atol": 1e-5, "rtol": 0}, "float64": {"atol": 1e-12, "rtol": 0}}
+# stock: float32 round-off, so relative as well as absolute (the tiny UNet's latents reach ~57, where 1e-5 is
+# ~3 float32 ulps and the last bits differ between CPUs' kernels: 2e-5 = 3.7e-7 relative seen on an AMD EPYC)
+TOLERANCE = {"stock": {"atol": 1e-5, "rtol": 2e-6}, "float64": {"atol": 1e-12, "rtol": 0}}
 
 
 class ToyEps:
