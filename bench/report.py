@@ -2,8 +2,8 @@
 
     python3 bench/report.py bench/results/<date> [--out bench/results/<date>/summary.md]
 
-Reads speed-slim.json, speed-tiny.json, ratio-slim.json, memory-slim.json and install-noop.json (each one JSON
-line; a missing file leaves its table out) and prints Markdown: so every figure README quotes is the output of
+Reads speed-slim.json, speed-tiny.json, ratio-slim.json, steps-slim.json, memory-slim.json and install-noop.json
+(each one JSON line; a missing file leaves its table out) and prints Markdown: so every figure README quotes is the output of
 one command, never copied by hand.
 """
 from __future__ import annotations
@@ -75,6 +75,35 @@ def ratio_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def fit_line(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least-squares (seconds per step, seconds per image besides the steps) of (steps, seconds) points."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    sxx = sum((x - mean_x) ** 2 for x, _ in points)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
+    return slope, mean_y - slope * mean_x
+
+
+def per_step_table(result: dict) -> str:
+    """Per-step and fixed cost of each configuration of a steps sweep, and what one UNet row costs there."""
+    by_config: dict[tuple[str, int], list[tuple[int, float]]] = {}
+    for key, seconds in result["median_seconds"].items():
+        name, size, steps = re.fullmatch(r"(.+)@(\d+)px/(\d+)", key).groups()
+        by_config.setdefault((name, int(size)), []).append((int(steps), seconds))
+    lines = ["| configuration | size | seconds per step | seconds per image besides the steps | "
+             "UNet rows per step |", "|---|---|---|---|---|"]
+    for (name, size), points in by_config.items():
+        if len(points) < 2:
+            continue
+        slope, fixed = fit_line(sorted(points))
+        steps = sorted(points)[-1][0]
+        rows = result["unet"].get(f"{name}/{steps}", {}).get("rows")
+        per_step_rows = f"{rows / steps:g}" if rows else "?"
+        lines.append(f"| {LABELS.get(name, name)} | {size}² | {slope:.2f} s | {fixed:.2f} s | {per_step_rows} |")
+    return "\n".join(lines)
+
+
 def memory_table(result: dict) -> str:
     rss, peak, first = result["rss_mb"], result["peak_rss_mb"], result["first_use_seconds"]
     backup = result["backup_computed"]
@@ -139,6 +168,10 @@ def render(folder: Path) -> str:
                      f"median of {ratio['repeats']}:\n\n" + speed_table(ratio))
     if speeds or ratio:
         parts.append("Ratios:\n\n" + ratio_table(speeds + ([ratio] if ratio else [])))
+    steps = load(folder, "steps-slim")
+    if steps:
+        parts.append(f"Steps sweep, **{steps['model']}** model (one image per point; least-squares line through "
+                     "the points of each configuration):\n\n" + per_step_table(steps))
     memory = load(folder, "memory-slim")
     if memory:
         parts.append(f"Memory and first use, **{memory['model']}** model, {memory['size']}² "

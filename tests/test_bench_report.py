@@ -80,3 +80,15 @@ def test_memory_table_shows_the_peak_ratio_and_first_use_costs(tmp_path):
     assert "| computed weight backup, SDXL UNet (fp16 / fp32) | 300 / 600 MB |" in text
     assert "| peak RSS ours / host's (target ≤ 1.05) | 0.984 |" in text
     assert "| first use: switch on → image, weights verified first | 20.00 s (verification adds 0.25 s) |" in text
+
+
+def test_steps_sweep_is_split_into_per_step_and_fixed_cost(tmp_path):
+    # 1 UNet row per step costs 4 s, 2 rows 7 s, 1 s per image besides: the fit gives back exactly those
+    medians = {f"ours_cfg1@256px/{n}": 1 + 4 * n for n in (2, 4, 6, 8)}
+    medians.update({f"builtin_lcm_cfg1@256px/{n}": 1 + 7 * n for n in (2, 4, 6, 8)})
+    sweep = speed_result("slim", 1, medians, {"ours_cfg1/8": {"calls": 8, "rows": 8},
+                                              "builtin_lcm_cfg1/8": {"calls": 8, "rows": 16}}, {})
+    (tmp_path / "steps-slim.json").write_text(json.dumps(sweep) + "\n")
+    text = report.render(tmp_path)
+    assert "| LCM-LoRA sampler (this extension), CFG 1 | 256² | 4.00 s | 1.00 s | 1 |" in text
+    assert "| host's \"LCM\" + LoRA typed in the prompt, CFG 1 | 256² | 7.00 s | 1.00 s | 2 |" in text
