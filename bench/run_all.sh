@@ -3,7 +3,8 @@
 #   SD_WEBUI_DIR=... SD_WEBUI_PYTHON=... bench/run_all.sh [OUT_DIR]
 # Each step writes its table (.txt) and JSON line (.json) to OUT_DIR (default bench/results/<date>), then the
 # steps plot is drawn to OUT_DIR/steps.png and README's tables to OUT_DIR/summary.md (bench/report.py).
-# About 75 minutes on 2 CPU cores: the tiny model's 512x512 Euler a images and the slim model's UNet take most of it (the slim model skips 512x512: ~20 s per UNet call, 1 thread).
+# About 70 minutes on 2 CPU cores: the tiny model's 512x512 Euler a images and the slim model's UNet take most
+# of it (the slim model skips 512x512: ~20 s per UNet call, 1 thread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/results/$(date +%F)}
