@@ -14,13 +14,15 @@ Differences covered (first version that has the feature):
 Forge (lllyasviel/stable-diffusion-webui-forge 2.x, detected by `forge_sampling`): its `CFGDenoiser.forward` runs
 the UNet through `backend.sampling.sampling_function` instead of the k-diffusion wrapper (and already drops the
 uncond pass at CFG 1); samplers bracket sampling with its `sampling_prepare`/`sampling_cleanup`, which load the
-UNet and apply the LoRA patches; the hires pass has its own CFG scale, `p.hr_cfg` (default 1).
+UNet and apply the LoRA patches; the hires pass has its own CFG scale, `p.hr_cfg` (default 1); the checkpoint is
+loaded at the first generation, so until then `shared.sd_model` is a placeholder (`describable_model`).
 """
 from __future__ import annotations
 
 import importlib
 import json
 import re
+import types
 
 # The host's infotext "key: value" pattern from 1.7 on (`re_param_code`); 1.6 allowed only `[\w ]+` in keys,
 # so it read "LCM-LoRA weight: 0.75" as "LoRA weight: 0.75".
@@ -95,6 +97,23 @@ def restore_infotext_keys(infotext: str, params: dict, keys) -> None:
             except ValueError:
                 pass
         params[key] = value
+
+
+def describable_model(sd_model, sd_models):
+    """`sd_model` if it names its checkpoint, else a stand-in naming the one the host will load next.
+
+    Forge loads the checkpoint at the first generation; until then `shared.sd_model` is a placeholder
+    (`FakeInitialModel`) without `sd_checkpoint_info`, and the panel would have nothing to describe.
+    `sd_models.select_checkpoint()` (A1111 and Forge) is the checkpoint selected in Settings, the one that
+    generation loads. None when there is neither.
+    """
+    if getattr(sd_model, "sd_checkpoint_info", None) is not None:
+        return sd_model
+    try:
+        info = sd_models.select_checkpoint()
+    except Exception:  # no checkpoint at all (the host raises FileNotFoundError) or a host without it
+        info = None
+    return types.SimpleNamespace(sd_checkpoint_info=info) if info is not None else None
 
 
 def forge_sampling():

@@ -158,10 +158,10 @@ def status_html(status: PanelStatus) -> str:
 def current_status(problem: str | None = None) -> PanelStatus:
     """Status for the WebUI's loaded checkpoint (waits while the host is still loading it); `problem`
     replaces the usual text."""
-    from modules import shared
+    from modules import sd_models, shared
 
     try:
-        sd_model = shared.sd_model
+        sd_model = webui_compat.describable_model(shared.sd_model, sd_models)
     except Exception as e:  # the host failed to load any checkpoint
         return PanelStatus(problem=f"No checkpoint is loaded ({e}).")
     status = panel_status(sd_model, shared.cmd_opts.lora_dir)

@@ -87,16 +87,18 @@ def fake_host(opts=None, input_accordion=True):
     shared.OptionInfo = lambda default, label, component=None, component_args=None, **kw: types.SimpleNamespace(
         default=default, label=label, component=component, component_args=component_args, **kw)
     shared.cmd_opts = types.SimpleNamespace(lora_dir="")
+    sd_models = types.ModuleType("modules.sd_models")
+    sd_models.select_checkpoint = lambda: None  # no checkpoint selected (A1111 and Forge have this function)
     ui_components = types.ModuleType("modules.ui_components")
     if input_accordion:
         ui_components.InputAccordion = type("InputAccordion", (gr.Checkbox,), {})
-    modules.shared, modules.ui_components = shared, ui_components
+    modules.shared, modules.ui_components, modules.sd_models = shared, ui_components, sd_models
     installed = {"gradio": gr, "gradio.context": context, "modules": modules, "modules.shared": shared,
-                 "modules.ui_components": ui_components}
+                 "modules.ui_components": ui_components, "modules.sd_models": sd_models}
     saved = {name: sys.modules.get(name) for name in installed}
     sys.modules.update(installed)
     try:
-        yield types.SimpleNamespace(gr=gr, ui=ui, shared=shared)
+        yield types.SimpleNamespace(gr=gr, ui=ui, shared=shared, sd_models=sd_models)
     finally:
         for name, module in saved.items():
             if module is None:
@@ -349,6 +351,24 @@ def test_status_without_a_model_and_html_escaping():
     text = webui_ui.status_html(webui_ui.PanelStatus(checkpoint='<b>"x"</b>', architecture="sd1",
                                                      stem="lcm-lora-sdv1-5", installed=True))
     assert "&lt;b&gt;&quot;x&quot;&lt;/b&gt;" in text and '<b>"x"</b>' not in text
+
+
+def test_status_before_forge_loads_the_checkpoint_describes_the_selected_one(tmp_path):
+    """Forge loads the checkpoint at the first generation; until then `shared.sd_model` is a placeholder without
+    `sd_checkpoint_info`, and the page waited for a stem that never came (browser suite on Forge)."""
+    from tests.fixtures import tiny
+
+    checkpoint = tiny.cached().sd15
+    forge_placeholder = types.SimpleNamespace(cond_stage_model=None, chunk_length=75)  # Forge's FakeInitialModel
+    with fake_host() as host:
+        host.shared.sd_model = forge_placeholder
+        host.shared.cmd_opts.lora_dir = str(tmp_path / "Lora")
+        assert "data-lcm-stem=\"\"" in webui_ui.refresh_status()[0]  # nothing selected: no LoRA to tag
+        host.sd_models.select_checkpoint = lambda: types.SimpleNamespace(
+            filename=str(checkpoint), name_for_extra="picked-in-settings")
+        html, button = webui_ui.refresh_status()
+    assert 'data-lcm-stem="lcm-lora-sdv1-5"' in html and "picked-in-settings" in html and "(SD 1.x)" in html
+    assert button == {"__type__": "update", "visible": True}  # not installed: Download offered
 
 
 def test_download_button_shows_progress_then_the_installed_status(tmp_path, monkeypatch):

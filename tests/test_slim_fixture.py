@@ -21,3 +21,11 @@ def test_slim_unet_is_sd15s_and_its_lora_has_the_released_rank():
 def test_slim_text_encoder_is_clip_l_wide_so_the_unet_cross_attention_fits():
     layout = slim.slim_layout(real_clip=False, real_vae=False)
     assert layout.clip_l.hidden_size == layout.unet.context_dim == 768
+
+
+def test_real_clip_has_clip_ls_full_shapes_for_hosts_that_build_it_from_their_own_config():
+    """Forge builds CLIP-L (vocabulary 49408) itself and refused the tiny-vocabulary embedding."""
+    layout = slim.slim_layout(real_clip=True, real_vae=True)
+    assert layout.clip_l == layouts.CLIP_L
+    shapes = layouts.checkpoint_shapes(layout)
+    assert shapes["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"] == (49408, 768)

@@ -4,7 +4,9 @@ One server per session and mode: ``webui`` (``--nowebui --api``) and ``webui_ui`
 each with its own temporary ``--data-dir`` holding the tiny fixture models, the tiny LCM-LoRAs under
 ``models/Lora/LCM-LoRA/`` and this repository linked as ``extensions/sd-webui-lcm-lora``. Override
 ``webui_args``/``webui_env``/``webui_extensions`` in a conftest to change what they start with, or call
-``webui_factory`` for a server of your own (stopped at the end of the session).
+``webui_factory`` for a server of your own (stopped at the end of the session). On Forge (SD 1.5-size models,
+~9 GB per server) one server runs at a time: starting one stops the others, and ``webui``/``webui_ui`` restart
+theirs when needed (:class:`WebUIFactory`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -107,7 +109,7 @@ def tiny_registry(shipped: Mapping, loras: Mapping[str, Path]) -> dict:
 
 def host_is_forge(installation: Installation) -> bool:
     """Stable Diffusion WebUI Forge (lllyasviel/stable-diffusion-webui-forge) has its own `modules_forge`."""
-    return (installation.webui_dir / "modules_forge").is_dir()
+    return installation.is_forge
 
 
 def forge_models() -> tuple[Path, Path]:
@@ -125,16 +127,38 @@ def forge_models() -> tuple[Path, Path]:
     return checkpoints[0], lora
 
 
+def forge_style_lora(checkpoint: Path, folder: Path) -> Path:
+    """A kohya style LoRA named like the tiny one (``tiny-style-sd15``) with the shapes of the Forge checkpoint's
+    UNet (SD 1.5's: the tiny one does not fit it): rank 4 on every UNet attention projection."""
+    from tests.fixtures import layouts
+
+    with open(checkpoint, "rb") as f:  # the safetensors header: the UNet's tensor shapes
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    shapes = {key: tuple(entry["shape"]) for key, entry in header.items() if key.startswith("model.diffusion_model.")}
+    modules = layouts.lora_module_shapes(shapes, targets=("to_q", "to_k", "to_v", "to_out.0"))
+    path = folder / tiny.STYLE_LORA_FILE
+    tiny.save_safetensors(tiny.lora_state_dict(tiny.STYLE_LORA_FILE, modules, tiny.STYLE_LORA_RANK,
+                                               tiny.STYLE_LORA_ALPHA), path,
+                          metadata={"format": "pt", "ss_network_module": "networks.lora",
+                                    "ss_network_dim": str(tiny.STYLE_LORA_RANK),
+                                    "ss_network_alpha": str(tiny.STYLE_LORA_ALPHA), "ss_base_model_version": "sd_v1"})
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_webui_models(tmp_path_factory, webui_installation) -> dict:
-    """Tiny checkpoints, LoRAs (relative Lora-folder name -> file) and the registry JSON describing them.
-    On Forge: the SD 1.5 checkpoint and LCM-LoRA of `forge_models` instead (``models`` stays the tiny set)."""
+    """Tiny checkpoints, LoRAs (relative Lora-folder name -> file) and the registry JSON describing them;
+    ``sd15_checkpoint``/``sd15_lcm_lora``: the SD 1.5 checkpoint the servers load and its LCM-LoRA.
+    On Forge: the SD 1.5 checkpoint and LCM-LoRA of `forge_models` and a style LoRA of its shapes instead
+    (``models`` stays the tiny set)."""
     models = tiny.cached()
     shipped = json.loads((REPO_ROOT / "lib_lcm" / "weights_registry.json").read_text())
     registry_path = tmp_path_factory.mktemp("registry") / "weights_registry.json"
     if host_is_forge(webui_installation):
         checkpoint, lora = forge_models()
-        checkpoints, loras, variants = [checkpoint], {f"LCM-LoRA/{lora.name}": lora}, {"sd15": lora}
+        style = forge_style_lora(checkpoint, tmp_path_factory.mktemp("forge-style-lora"))
+        checkpoints, variants = [checkpoint], {"sd15": lora}
+        loras = {f"LCM-LoRA/{lora.name}": lora, tiny.STYLE_LORA_FILE: style}
     else:
         checkpoints = [models.sd15, models.sd15_inpainting]
         loras = {f"LCM-LoRA/{name}": models.lora_dir / name for name in TINY_LCM_LORAS.values()}
@@ -146,6 +170,8 @@ def tiny_webui_models(tmp_path_factory, webui_installation) -> dict:
         "checkpoints": checkpoints,
         "loras": loras,
         "registry": registry_path,
+        "sd15_checkpoint": checkpoints[0],
+        "sd15_lcm_lora": variants["sd15"],
     }
 
 
@@ -170,36 +196,70 @@ def webui_extensions() -> Mapping[str, Path]:
     return extensions
 
 
-@pytest.fixture(scope="session")
-def webui_factory(tmp_path_factory, webui_installation, tiny_webui_models, webui_env) -> Iterator[Callable[..., WebUIServer]]:
-    """``start(ui=False, args=(), env=None, extensions=None, checkpoints=None) -> WebUIServer``: prepare and
-    start a server with a fresh data dir; every server started is stopped at the end of the session."""
-    installation = webui_installation
-    servers: list[WebUIServer] = []
+class WebUIFactory:
+    """``factory(ui=False, args=(), env=None, extensions=None, checkpoints=None) -> WebUIServer``: prepare and
+    start a server with a fresh data dir; every server started is stopped at the end of the session.
 
-    def start(
+    ``exclusive`` (on Forge): one server at a time. Forge holds an SD 1.5-size model (~9 GB of memory per
+    server on CPU), so starting a server first stops the others, and ``activate(server)`` (the ``webui`` and
+    ``webui_ui`` fixtures call it for every test) restarts a stopped one on its port. ``make_room()`` stops them
+    all, for a test that starts a server of its own."""
+
+    def __init__(self, tmp_path_factory, installation: Installation, models: dict, env: Mapping[str, str],
+                 exclusive: bool):
+        self.tmp_path_factory = tmp_path_factory
+        self.installation = installation
+        self.models = models
+        self.env = env
+        self.exclusive = exclusive
+        self.servers: list[WebUIServer] = []
+
+    def __call__(
+        self,
         ui: bool = False,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         extensions: Mapping[str, Path] | None = None,
         checkpoints: Sequence[Path] | None = None,
     ) -> WebUIServer:
-        root = tmp_path_factory.mktemp("webui-data")
+        root = self.tmp_path_factory.mktemp("webui-data")
         data_dir = DataDir.create(
             root / "data",
-            checkpoints or tiny_webui_models["checkpoints"],
-            tiny_webui_models["loras"],
+            checkpoints or self.models["checkpoints"],
+            self.models["loras"],
             extensions={EXTENSION_NAME: REPO_ROOT} if extensions is None else extensions,
         )
-        server = WebUIServer(installation, data_dir, ui=ui, extra_args=tuple(args), extra_env={**webui_env, **(env or {})})
-        servers.append(server)
+        server = WebUIServer(self.installation, data_dir, ui=ui, extra_args=tuple(args),
+                             extra_env={**self.env, **(env or {})})
+        self.make_room()
+        self.servers.append(server)
         server.prepare()
         server.start()
         return server
 
-    yield start
-    for server in servers:
-        server.stop()
+    def make_room(self) -> None:
+        if self.exclusive:
+            for server in self.servers:
+                server.stop()
+
+    def activate(self, server: WebUIServer) -> WebUIServer:
+        if self.exclusive and not server.running:
+            self.make_room()
+            server.start(port=server.port)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def webui_factory(tmp_path_factory, webui_installation, tiny_webui_models, webui_env) -> Iterator[WebUIFactory]:
+    """A :class:`WebUIFactory`; on Forge it keeps one server running at a time."""
+    factory = WebUIFactory(tmp_path_factory, webui_installation, tiny_webui_models, webui_env,
+                           exclusive=host_is_forge(webui_installation))
+    yield factory
+    factory.stop_all()
 
 
 @pytest.fixture(scope="session")
@@ -208,10 +268,11 @@ def webui_server(webui_factory, webui_args, webui_extensions) -> WebUIServer:
     return webui_factory(args=webui_args, extensions=webui_extensions)
 
 
-@pytest.fixture(scope="session")
-def webui(webui_server) -> WebUIClient:
-    """Client of the session's API-only server; ``webui_server`` has its log and timings."""
-    return webui_server.client()
+@pytest.fixture
+def webui(webui_server, webui_factory) -> WebUIClient:
+    """Client of the session's API-only server (running: on Forge restarted if another server replaced it);
+    ``webui_server`` has its log and timings."""
+    return webui_factory.activate(webui_server).client()
 
 
 @pytest.fixture(scope="session")
@@ -220,7 +281,7 @@ def webui_ui_server(webui_factory, webui_args, webui_extensions) -> WebUIServer:
     return webui_factory(ui=True, args=webui_args, extensions=webui_extensions)
 
 
-@pytest.fixture(scope="session")
-def webui_ui(webui_ui_server) -> WebUIClient:
-    return webui_ui_server.client()
+@pytest.fixture
+def webui_ui(webui_ui_server, webui_factory) -> WebUIClient:
+    return webui_factory.activate(webui_ui_server).client()
 

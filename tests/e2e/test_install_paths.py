@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PROBE_EXTENSION
-from tests.e2e.webui import OFFLINE_ENV, REPO_ROOT, DataDir, WebUIServer
+from tests.e2e.webui import FORGE_ARGS, OFFLINE_ENV, REPO_ROOT, DataDir, WebUIServer
 from tests.fakehub import FakeHub
 
 pytestmark = pytest.mark.e2e
@@ -51,19 +51,19 @@ def published_repo(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def hub(tiny_webui_models):
-    """The stand-in hub serving the tiny SD1.5 LCM-LoRA where the (test) registry says it is."""
+    """The stand-in hub serving the (test) SD1.5 LCM-LoRA where the (test) registry says it is."""
     registry = json.loads(Path(tiny_webui_models["registry"]).read_text())
     entry = registry["variants"]["sd15"]
     with FakeHub() as fake:
-        fake.add(entry["repo_id"], entry["filename"], tiny_webui_models["models"].lcm_lora_sd15.read_bytes(),
+        fake.add(entry["repo_id"], entry["filename"], tiny_webui_models["sd15_lcm_lora"].read_bytes(),
                  commit=entry["revision"])
         yield fake
 
 
 def empty_data_dir(tmp_path_factory, tiny_webui_models) -> DataDir:
-    """A data dir with the tiny SD1.5 checkpoint, no LoRA and only the UNet-counting probe extension."""
+    """A data dir with the SD1.5 checkpoint (tiny; on Forge the real-width one), no LoRA and only the UNet-counting probe extension."""
     root = tmp_path_factory.mktemp("install") / "data"
-    return DataDir.create(root, [tiny_webui_models["models"].sd15], {}, extensions={"lcm-test-probe": PROBE_EXTENSION})
+    return DataDir.create(root, [tiny_webui_models["sd15_checkpoint"]], {}, extensions={"lcm-test-probe": PROBE_EXTENSION})
 
 
 def user_env(data_dir: DataDir, webui_env, hub: FakeHub | None = None) -> dict[str, str]:
@@ -93,10 +93,13 @@ def assert_generated_with_the_installed_lora(infotext: str, probe: dict) -> None
 
 
 def test_install_from_url_runs_install_py_at_once_and_works_after_restart(
-    webui_installation, tiny_webui_models, webui_env, published_repo, hub, tmp_path_factory
+    webui_installation, tiny_webui_models, webui_env, published_repo, hub, tmp_path_factory, webui_factory
 ):
+    webui_factory.make_room()  # Forge: one server at a time
     data_dir = empty_data_dir(tmp_path_factory, tiny_webui_models)
     env = {**os.environ, "OMP_NUM_THREADS": "1", **OFFLINE_ENV, **user_env(data_dir, webui_env, hub)}
+    if webui_installation.is_forge:  # the script imports Forge's memory manager, which needs its CPU flag
+        env["COMMANDLINE_ARGS"] += " " + " ".join(FORGE_ARGS)
     for name in ("PYTHONPATH", "VIRTUAL_ENV"):
         env.pop(name, None)
     installed = subprocess.run(
@@ -111,7 +114,7 @@ def test_install_from_url_runs_install_py_at_once_and_works_after_restart(
     assert git("-C", str(extension), "rev-parse", "HEAD") == git("-C", str(published_repo), "rev-parse", "HEAD")
     # install.py ran right away: the file is there before any (re)start, fetched from the hub.
     assert installed_lora(data_dir).is_file(), output[-4000:]
-    assert sha256(installed_lora(data_dir)) == sha256(tiny_webui_models["models"].lcm_lora_sd15)
+    assert sha256(installed_lora(data_dir)) == sha256(tiny_webui_models["sd15_lcm_lora"])
     fetched = len(hub.gets())
     assert fetched >= 1
 
@@ -128,8 +131,9 @@ def test_install_from_url_runs_install_py_at_once_and_works_after_restart(
 
 
 def test_git_clone_into_extensions_then_start(
-    webui_installation, tiny_webui_models, webui_env, published_repo, hub, tmp_path_factory
+    webui_installation, tiny_webui_models, webui_env, published_repo, hub, tmp_path_factory, webui_factory
 ):
+    webui_factory.make_room()  # Forge: one server at a time
     data_dir = empty_data_dir(tmp_path_factory, tiny_webui_models)
     extension = data_dir.root / "extensions" / "lcm-lora"  # any folder name works
     git("clone", "--quiet", f"file://{published_repo}", str(extension))
@@ -138,7 +142,7 @@ def test_git_clone_into_extensions_then_start(
     try:
         server.prepare()
         assert installed_lora(data_dir).is_file(), server.prepare_log_path.read_text(errors="replace")[-4000:]
-        assert sha256(installed_lora(data_dir)) == sha256(tiny_webui_models["models"].lcm_lora_sd15)
+        assert sha256(installed_lora(data_dir)) == sha256(tiny_webui_models["sd15_lcm_lora"])
         assert hub.gets()
         # Offline from here: the image can only come from the file the prepare step installed.
         server.extra_env = user_env(data_dir, webui_env)

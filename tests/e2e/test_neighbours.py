@@ -81,7 +81,7 @@ def make_detector(python: Path, target: Path) -> bool:
 def start_with(extensions: dict[str, Path], installation, models, env, root: Path, detector: bool = False):
     """Prepare and start a WebUI with ``extensions`` + ours + the probe; (server, whether the detector exists)."""
     extensions = {**extensions, EXTENSION_NAME: REPO_ROOT, "lcm-test-probe": PROBE_EXTENSION}
-    data_dir = DataDir.create(root / "data", [models["models"].sd15], models["loras"], extensions)
+    data_dir = DataDir.create(root / "data", [models["sd15_checkpoint"]], models["loras"], extensions)
     made = detector and make_detector(installation.python, data_dir.root / "models" / "adetailer" / DETECTOR)
     server = WebUIServer(installation, data_dir, extra_env=dict(env))
     try:

@@ -36,6 +36,12 @@ BASE_ARGS = (
     "--server-name", "127.0.0.1",
 )
 
+# Forge (lllyasviel/stable-diffusion-webui-forge) ignores --use-cpu for its backend: without --always-cpu its
+# memory manager asks torch for a CUDA device at import and a CPU-only torch stops the start. Its gradio 4 serves
+# `file=` paths only from --gradio-allowed-path, which defaults to the data dir alone: with a --data-dir elsewhere
+# the page's own script.js and javascript/*.js get 403 and no page script runs (`_args` adds the checkout).
+FORGE_ARGS = ("--always-cpu",)
+
 STARTUP_LINE = "Startup time:"  # webui.py prints it once every route and middleware is in place
 
 OFFLINE_ENV = {
@@ -77,6 +83,11 @@ class Installation:
         if not installation.python.is_file():
             raise WebUIError(f"WebUI python {python} does not exist (set SD_WEBUI_PYTHON)")
         return installation
+
+    @property
+    def is_forge(self) -> bool:
+        """Stable Diffusion WebUI Forge has its own ``modules_forge`` package."""
+        return (self.webui_dir / "modules_forge").is_dir()
 
     def version(self) -> tuple[int, int, int] | None:
         """The release the WebUI reports (``git describe --tags`` of the checkout, as its own footer does),
@@ -250,7 +261,9 @@ class WebUIServer:
     def _args(self, *more: str) -> list[str]:
         mode = ("--api",) if self.ui else ("--nowebui", "--api")
         return [
-            str(self.installation.python), "launch.py", *BASE_ARGS, *mode,
+            str(self.installation.python), "launch.py", *BASE_ARGS,
+            *(FORGE_ARGS + ("--gradio-allowed-path", str(self.installation.webui_dir))
+              if self.installation.is_forge else ()), *mode,
             "--data-dir", str(self.data_dir.root), "--ckpt", str(self.data_dir.checkpoint),
             *self.extra_args, *more,
         ]
@@ -289,12 +302,17 @@ class WebUIServer:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
             raise WebUIError(f"WebUI prepare (launch.py --exit) failed with exit code {result.returncode}:\n{tail}")
 
-    def start(self, timeout: float = 180.0) -> WebUIClient:
-        """Start the server on a free port and wait until ``/sdapi/v1/sd-models`` answers."""
-        self.port = free_port()
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout: float = 180.0, port: int | None = None) -> WebUIClient:
+        """Start the server on ``port`` (default: a free one) and wait until ``/sdapi/v1/sd-models`` answers.
+        A restart on the same port appends to the same log."""
+        self.port = port or free_port()
         self.log_path = self.data_dir.root.parent / f"{self.data_dir.root.name}-{self.port}.log"
         started = time.monotonic()
-        with open(self.log_path, "wb") as out:
+        with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 self._args("--port", str(self.port), "--skip-prepare-environment"),
                 cwd=self.installation.webui_dir, env=self._env(),

@@ -3,7 +3,9 @@
 Installed by the e2e harness next to sd-webui-lcm-lora; never shipped. GET /lcm-test/v1/unet returns
 {"calls": forward calls, "rows": batch rows evaluated, "timesteps": first timestep of each call};
 POST /lcm-test/v1/unet/reset clears it; GET /lcm-test/v1/xyz-axes lists the X/Y/Z plot's txt2img axes in the
-order its "X type" index refers to.
+order its "X type" index refers to; GET /lcm-test/v1/opts returns the registered LCM-LoRA settings
+(`shared.opts.data`, unfiltered: Forge's GET /sdapi/v1/options lists only the settings known when its API models
+were first imported, before any extension's `on_ui_settings`).
 """
 from modules import script_callbacks, scripts, shared
 
@@ -56,7 +58,11 @@ def _routes(_demo, app):
                         if type(a) is xyz.AxisOption or a.is_img2img == is_img2img]
         return []
 
+    def opts():
+        return {key: value for key, value in shared.opts.data.items() if key.startswith("lcm_lora_")}
+
     app.add_api_route("/lcm-test/v1/unet", read, methods=["GET"])
+    app.add_api_route("/lcm-test/v1/opts", opts, methods=["GET"])
     app.add_api_route("/lcm-test/v1/xyz-axes", xyz_axes, methods=["GET"])
     app.add_api_route("/lcm-test/v1/unet/reset", reset, methods=["POST"])
 
