@@ -104,16 +104,19 @@ async function switchOff(page, tab) {
     return settle(page, tab, (v) => !v.panelEnabled && !v.sampler?.startsWith("LCM-LoRA"));
 }
 
-// gradio 3.41 gives the HTML block and its content the same id: the inner .prose element has the text.
+// The infotext's text is in the HTML block's inner .prose element: gradio 3.41 gives that element the block's
+// id too, gradio 4 (Forge) only the outer block.
 function infotext(page, tab) {
-    return page.evaluate((tab) => document.querySelector(`.prose#html_info_${tab}`)?.innerText ?? "", tab);
+    return page.evaluate((tab) => (document.querySelector(`.prose#html_info_${tab}`) ??
+        document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "", tab);
 }
 
 async function generate(page, tab) {
     const previous = await infotext(page, tab);
     await page.click(`#${tab}_generate`);
     await page.waitForFunction(([tab, previous]) => {
-        const text = document.querySelector(`.prose#html_info_${tab}`)?.innerText ?? "";
+        const text = (document.querySelector(`.prose#html_info_${tab}`) ??
+            document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
         return text.includes("Steps:") && text !== previous;
     }, [tab, previous], {timeout: GENERATE_TIMEOUT});
     return infotext(page, tab);
