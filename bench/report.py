@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 from pathlib import Path
 
 LABELS = {
@@ -36,15 +37,23 @@ def load(folder: Path, name: str) -> dict | None:
     return json.loads(lines[-1]) if lines else None
 
 
+def _medians(result: dict) -> list[tuple[str, int, int, float]]:
+    """(configuration, size, steps, seconds) of each median, in the bench's order (keys "name@SIZEpx/STEPS")."""
+    out = []
+    for key, seconds in result["median_seconds"].items():
+        name, size, steps = re.fullmatch(r"(.+)@(\d+)px/(\d+)", key).groups()
+        out.append((name, int(size), int(steps), seconds))
+    return out
+
+
 def _runs(result: dict) -> tuple[list[tuple[str, int]], list[int]]:
     """(configuration, steps) in the bench's order, and the image sizes."""
     runs, sizes = [], []
-    for key in result["median_seconds"]:
-        name, size, steps = re.fullmatch(r"(.+)@(\d+)px/(\d+)", key).groups()
-        if (name, int(steps)) not in runs:
-            runs.append((name, int(steps)))
-        if int(size) not in sizes:
-            sizes.append(int(size))
+    for name, size, steps, _ in _medians(result):
+        if (name, steps) not in runs:
+            runs.append((name, steps))
+        if size not in sizes:
+            sizes.append(size)
     return runs, sizes
 
 
@@ -75,29 +84,19 @@ def ratio_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def fit_line(points: list[tuple[int, float]]) -> tuple[float, float]:
-    """Least-squares (seconds per step, seconds per image besides the steps) of (steps, seconds) points."""
-    n = len(points)
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    sxx = sum((x - mean_x) ** 2 for x, _ in points)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
-    return slope, mean_y - slope * mean_x
-
-
 def per_step_table(result: dict) -> str:
     """Per-step and fixed cost of each configuration of a steps sweep, and what one UNet row costs there."""
     by_config: dict[tuple[str, int], list[tuple[int, float]]] = {}
-    for key, seconds in result["median_seconds"].items():
-        name, size, steps = re.fullmatch(r"(.+)@(\d+)px/(\d+)", key).groups()
-        by_config.setdefault((name, int(size)), []).append((int(steps), seconds))
+    for name, size, steps, seconds in _medians(result):
+        by_config.setdefault((name, size), []).append((steps, seconds))
     lines = ["| configuration | size | seconds per step | seconds per image besides the steps | "
              "UNet rows per step |", "|---|---|---|---|---|"]
     for (name, size), points in by_config.items():
         if len(points) < 2:
             continue
-        slope, fixed = fit_line(sorted(points))
-        steps = sorted(points)[-1][0]
+        steps_, seconds = zip(*sorted(points), strict=True)
+        slope, fixed = statistics.linear_regression(steps_, seconds)  # least squares
+        steps = steps_[-1]
         rows = result["unet"].get(f"{name}/{steps}", {}).get("rows")
         per_step_rows = f"{rows / steps:g}" if rows else "?"
         lines.append(f"| {LABELS.get(name, name)} | {size}² | {slope:.2f} s | {fixed:.2f} s | {per_step_rows} |")

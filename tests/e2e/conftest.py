@@ -107,11 +107,6 @@ def tiny_registry(shipped: Mapping, loras: Mapping[str, Path]) -> dict:
     return registry
 
 
-def host_is_forge(installation: Installation) -> bool:
-    """Stable Diffusion WebUI Forge (lllyasviel/stable-diffusion-webui-forge) has its own `modules_forge`."""
-    return installation.is_forge
-
-
 def forge_models() -> tuple[Path, Path]:
     """(SD 1.5 checkpoint, its LCM-LoRA) from ``$LCM_E2E_FORGE_MODELS``. Forge loads none of the tiny fixtures:
     it recognises SD 1.5 by its real widths (320 UNet channels, 768 context) and builds CLIP-L and the VAE from
@@ -129,19 +124,14 @@ def forge_models() -> tuple[Path, Path]:
 
 def forge_style_lora(checkpoint: Path, folder: Path) -> Path:
     """A kohya style LoRA named like the tiny one (``tiny-style-sd15``) with the shapes of the Forge checkpoint's
-    UNet (SD 1.5's: the tiny one does not fit it): rank 4 on every UNet attention projection."""
+    UNet (SD 1.5's: the tiny one does not fit it), on the UNet's attention projections."""
+    from lib_lcm.architecture import read_safetensors_shapes
     from tests.fixtures import layouts
 
-    with open(checkpoint, "rb") as f:  # the safetensors header: the UNet's tensor shapes
-        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-    shapes = {key: tuple(entry["shape"]) for key, entry in header.items() if key.startswith("model.diffusion_model.")}
-    modules = layouts.lora_module_shapes(shapes, targets=("to_q", "to_k", "to_v", "to_out.0"))
+    shapes = {key: shape for key, shape in read_safetensors_shapes(checkpoint).items()
+              if key.startswith("model.diffusion_model.")}
     path = folder / tiny.STYLE_LORA_FILE
-    tiny.save_safetensors(tiny.lora_state_dict(tiny.STYLE_LORA_FILE, modules, tiny.STYLE_LORA_RANK,
-                                               tiny.STYLE_LORA_ALPHA), path,
-                          metadata={"format": "pt", "ss_network_module": "networks.lora",
-                                    "ss_network_dim": str(tiny.STYLE_LORA_RANK),
-                                    "ss_network_alpha": str(tiny.STYLE_LORA_ALPHA), "ss_base_model_version": "sd_v1"})
+    tiny.save_style_lora(path, layouts.lora_module_shapes(shapes, targets=tiny.STYLE_LORA_TARGETS))
     return path
 
 
@@ -154,7 +144,7 @@ def tiny_webui_models(tmp_path_factory, webui_installation) -> dict:
     models = tiny.cached()
     shipped = json.loads((REPO_ROOT / "lib_lcm" / "weights_registry.json").read_text())
     registry_path = tmp_path_factory.mktemp("registry") / "weights_registry.json"
-    if host_is_forge(webui_installation):
+    if webui_installation.is_forge:
         checkpoint, lora = forge_models()
         style = forge_style_lora(checkpoint, tmp_path_factory.mktemp("forge-style-lora"))
         checkpoints, variants = [checkpoint], {"sd15": lora}
@@ -229,18 +219,21 @@ class WebUIFactory:
             self.models["loras"],
             extensions={EXTENSION_NAME: REPO_ROOT} if extensions is None else extensions,
         )
-        server = WebUIServer(self.installation, data_dir, ui=ui, extra_args=tuple(args),
-                             extra_env={**self.env, **(env or {})})
-        self.make_room()
-        self.servers.append(server)
+        server = self.adopt(WebUIServer(self.installation, data_dir, ui=ui, extra_args=tuple(args),
+                                        extra_env={**self.env, **(env or {})}))
         server.prepare()
         server.start()
         return server
 
+    def adopt(self, server: WebUIServer) -> WebUIServer:
+        """Count `server` (about to start) among this factory's: made room for, stopped at the end."""
+        self.make_room()
+        self.servers.append(server)
+        return server
+
     def make_room(self) -> None:
         if self.exclusive:
-            for server in self.servers:
-                server.stop()
+            self.stop_all()
 
     def activate(self, server: WebUIServer) -> WebUIServer:
         if self.exclusive and not server.running:
@@ -257,7 +250,7 @@ class WebUIFactory:
 def webui_factory(tmp_path_factory, webui_installation, tiny_webui_models, webui_env) -> Iterator[WebUIFactory]:
     """A :class:`WebUIFactory`; on Forge it keeps one server running at a time."""
     factory = WebUIFactory(tmp_path_factory, webui_installation, tiny_webui_models, webui_env,
-                           exclusive=host_is_forge(webui_installation))
+                           exclusive=webui_installation.is_forge)
     yield factory
     factory.stop_all()
 

@@ -57,13 +57,9 @@ def install_playwright() -> Path:
     return module
 
 
-# The servers start_ui_server started; on Forge (~9 GB per server) it stops them before it starts another.
-_started: list[WebUIServer] = []
-
-
-def start_ui_server(installation, root: Path, models: dict, env: dict, loras: dict | None = None,
-                    checkpoints: list | None = None, factory=None) -> WebUIServer:
-    """A UI-mode server; on Forge the others (this module's and `factory`'s, the session's) are stopped first."""
+def start_ui_server(installation, root: Path, models: dict, env: dict, factory, loras: dict | None = None,
+                    checkpoints: list | None = None) -> WebUIServer:
+    """A UI-mode server, counted among `factory`'s (the session's): on Forge the others are stopped first."""
     from tests.e2e.conftest import EXTENSION_NAME
     from tests.e2e.webui import DataDir
 
@@ -73,13 +69,7 @@ def start_ui_server(installation, root: Path, models: dict, env: dict, loras: di
     install_playwright()
     data_dir = DataDir.create(root / "data", checkpoints or models["checkpoints"],
                               models["loras"] if loras is None else loras, extensions={EXTENSION_NAME: REPO_ROOT})
-    server = WebUIServer(installation, data_dir, ui=True, extra_env=env)
-    if installation.is_forge:
-        for other in _started:
-            other.stop()
-        if factory is not None:
-            factory.make_room()
-    _started.append(server)
+    server = factory.adopt(WebUIServer(installation, data_dir, ui=True, extra_env=env))
     server.prepare()
     try:
         server.start()

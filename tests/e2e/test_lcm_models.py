@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from lib_lcm.schedules import lcm_timesteps
-from tests.e2e.conftest import host_is_forge
 from tests.e2e.test_lcm_webui import SKIP_PREVIEWS, generate, infotext_prompt, lcm
 
 pytestmark = pytest.mark.e2e
@@ -18,7 +17,7 @@ FORGE_TINY = "Forge loads none of the tiny fixtures (it recognises a model by it
 
 @pytest.fixture(scope="module")
 def sdxl_webui(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
-    if host_is_forge(webui_installation):
+    if webui_installation.is_forge:
         pytest.skip(f"{FORGE_TINY}: no SDXL / SSD-1B checkpoint to switch to on Forge")
     models = tiny_webui_models["models"]
     return webui_factory(extensions=webui_extensions, checkpoints=[models.sdxl, models.ssd1b]).client()
@@ -62,7 +61,7 @@ def encode(image):
 @pytest.mark.parametrize("only_masked", [False, True])
 def test_inpainting_runs_lcm_with_the_hosts_mask_blending(webui, checkpoint, only_masked, webui_installation,
                                                           tiny_webui_models):
-    if host_is_forge(webui_installation):
+    if webui_installation.is_forge:
         if checkpoint != "tiny-sd15":
             pytest.skip(f"{FORGE_TINY}: no SD 1.5 inpainting checkpoint on Forge")
         checkpoint = tiny_webui_models["sd15_checkpoint"].stem  # Forge's SD 1.5 checkpoint

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from lib_lcm.schedules import lcm_timesteps, tcd_timesteps
-from tests.e2e.conftest import host_is_forge
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +72,7 @@ def test_hosts_builtin_lcm_runs_the_uncond_pass_at_cfg1_and_another_schedule(web
         pytest.skip("A1111 < 1.8.0 has no built-in 'LCM' sampler to compare with")
     _, probe = generate(webui, sampler_name="LCM", steps=4, cfg_scale=1.0)
     # Forge drops the uncond pass at CFG 1 for every sampler, its own "LCM" included: only the schedule differs.
-    assert probe["rows"] == (1 if host_is_forge(webui_installation) else 2) * 4
+    assert probe["rows"] == (1 if webui_installation.is_forge else 2) * 4
     assert probe["timesteps"] != [999, 759, 499, 259]
 
 
@@ -100,7 +99,7 @@ def test_other_loras_keep_working_alongside(webui):
 def test_hires_fix_runs_the_second_pass_with_lcm_and_the_lora(webui, webui_installation):
     # Forge's API leaves `hr_additional_modules` at None, which its hires pass cannot read (a TypeError for
     # any hires request without it, with or without this extension): send the UI's default.
-    forge = {"hr_additional_modules": ["Use same choices"]} if host_is_forge(webui_installation) else {}
+    forge = {"hr_additional_modules": ["Use same choices"]} if webui_installation.is_forge else {}
     result, probe = generate(webui, enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.5,
                              hr_sampler_name="Euler a", hr_second_pass_steps=20, **forge, **lcm())
     assert result.image.size == (128, 128)
@@ -178,7 +177,7 @@ def test_xyz_axis_lcm_steps_turns_lcm_on_per_cell(webui):
 def test_settings_section_is_registered(webui_ui, webui_installation):
     # The host registers extension settings while building the UI only (not with --nowebui).
     options = webui_ui.get("/sdapi/v1/options")
-    if host_is_forge(webui_installation):
+    if webui_installation.is_forge:
         # Forge's built-in ControlNet imports the API models while the scripts load, which freezes the
         # options response model before any extension's on_ui_settings: GET /sdapi/v1/options leaves out every
         # extension setting (ControlNet's own too). Read the registered settings through the test probe.

@@ -37,9 +37,7 @@ BASE_ARGS = (
 )
 
 # Forge (lllyasviel/stable-diffusion-webui-forge) ignores --use-cpu for its backend: without --always-cpu its
-# memory manager asks torch for a CUDA device at import and a CPU-only torch stops the start. Its gradio 4 serves
-# `file=` paths only from --gradio-allowed-path, which defaults to the data dir alone: with a --data-dir elsewhere
-# the page's own script.js and javascript/*.js get 403 and no page script runs (`_args` adds the checkout).
+# memory manager asks torch for a CUDA device at import and a CPU-only torch stops the start.
 FORGE_ARGS = ("--always-cpu",)
 
 STARTUP_LINE = "Startup time:"  # webui.py prints it once every route and middleware is in place
@@ -88,6 +86,13 @@ class Installation:
     def is_forge(self) -> bool:
         """Stable Diffusion WebUI Forge has its own ``modules_forge`` package."""
         return (self.webui_dir / "modules_forge").is_dir()
+
+    @property
+    def host_args(self) -> tuple[str, ...]:
+        """Flags this host needs beyond BASE_ARGS. Forge: FORGE_ARGS, and its checkout as a gradio allowed path:
+        its gradio 4 serves `file=` paths only from there (default: the data dir alone), so with a --data-dir
+        elsewhere the page's own script.js and javascript/*.js get 403 and no page script runs."""
+        return (*FORGE_ARGS, "--gradio-allowed-path", str(self.webui_dir)) if self.is_forge else ()
 
     def version(self) -> tuple[int, int, int] | None:
         """The release the WebUI reports (``git describe --tags`` of the checkout, as its own footer does),
@@ -261,9 +266,7 @@ class WebUIServer:
     def _args(self, *more: str) -> list[str]:
         mode = ("--api",) if self.ui else ("--nowebui", "--api")
         return [
-            str(self.installation.python), "launch.py", *BASE_ARGS,
-            *(FORGE_ARGS + ("--gradio-allowed-path", str(self.installation.webui_dir))
-              if self.installation.is_forge else ()), *mode,
+            str(self.installation.python), "launch.py", *BASE_ARGS, *self.installation.host_args, *mode,
             "--data-dir", str(self.data_dir.root), "--ckpt", str(self.data_dir.checkpoint),
             *self.extra_args, *more,
         ]
