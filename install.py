@@ -28,35 +28,37 @@ def say(line):
     print(f"LCM-LoRA: {line}", flush=True)
 
 
-def wanted_variants(weights, registry, dirs):
-    choice = weights.parse_variants(os.environ.get(weights.DOWNLOAD_MODE_ENV, "auto"), registry)
+# lib_lcm is imported inside the functions, after main() has put the extension on sys.path, so that even a
+# broken lib_lcm ends in one "install step skipped" line and exit 0 (see the bottom of this file).
+
+
+def wanted_variants(registry, dirs):
+    from lib_lcm.lora_files import LoraFiles, state_folder
+    from lib_lcm.registry import DOWNLOAD_MODE_ENV, parse_variants
+    from lib_lcm.webui_folders import variants_for_checkpoints
+
+    choice = parse_variants(os.environ.get(DOWNLOAD_MODE_ENV, "auto"), registry)
     if choice is not None:
         return choice
-    if all(weights.is_installed(entry, dirs.lora_dir) for entry in registry.values()):
+    if all(LoraFiles(entry, dirs.lora_dir).is_installed() for entry in registry.values()):
         return list(registry)
-    cache = weights.state_folder(dirs.lora_dir) / "checkpoints.json"
+    cache = state_folder(dirs.lora_dir) / "checkpoints.json"
     if not cache.parent.is_dir():
         cache = None
-    return weights.variants_for_checkpoints(dirs.checkpoint_dirs, registry, cache_path=cache)
+    return variants_for_checkpoints(dirs.checkpoint_dirs, registry, cache_path=cache)
 
 
-def accept_file_on_disk(weights, entry, lora_dir):
+def accept_file_on_disk(files):
     """A file put in place by hand (or with a stale record) is hashed here: no network, no heavy import."""
-    path = weights.target_path(entry, lora_dir)
-    if not path.is_file():
+    from lib_lcm.verification import verify_file
+
+    if not files.target.is_file():
         return False
-    verification = weights.verify_file(entry, path)
+    verification = verify_file(files.entry, files.target)
     if verification.ok:
-        weights.remember_verified(entry, lora_dir, verification)
-        say(f"{path} verified ({verification.method}).")
+        files.remember_verified(verification)
+        say(f"{files.target} verified ({verification.method}).")
     return verification.ok
-
-
-def offline():
-    return any(
-        os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
 
 
 def wait_seconds():
@@ -66,13 +68,14 @@ def wait_seconds():
         return DEFAULT_WAIT_SECONDS
 
 
-def start_worker(weights, variants, lora_dir):
+def start_worker(variants, lora_dir):
     """``python -m lib_lcm download`` in its own session, output to .state/download.log.
 
     Its stdout/stderr must not be the pipes the WebUI reads from us, or the WebUI would wait for it.
     """
-    weights.make_folders(lora_dir)
-    log_path = weights.state_folder(lora_dir) / "download.log"
+    from lib_lcm.lora_files import make_folders
+
+    log_path = make_folders(lora_dir) / "download.log"
     command = [sys.executable, "-m", "lib_lcm", "download", "--variant", ",".join(variants),
                "--lora-dir", str(lora_dir), "--progress-lines"]
     env = dict(os.environ, HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHONUNBUFFERED="1")
@@ -101,26 +104,33 @@ def main():
     started = time.monotonic()
     if EXTENSION_DIR not in sys.path:
         sys.path.insert(0, EXTENSION_DIR)
-    from lib_lcm import weights
+    from lib_lcm.errors import WeightsError
+    from lib_lcm.hub_env import hub_offline
+    from lib_lcm.lora_files import LoraFiles
+    from lib_lcm.registry import current_registry
+    from lib_lcm.webui_folders import webui_dirs
 
     try:
-        registry = weights.load_registry()
-        dirs = weights.webui_dirs(EXTENSION_DIR)
-        variants = wanted_variants(weights, registry, dirs)
-    except weights.WeightsError as exc:
+        registry = current_registry()
+        dirs = webui_dirs(EXTENSION_DIR)
+        variants = wanted_variants(registry, dirs)
+    except WeightsError as exc:
         say(f"{exc} Weights will be fetched on first use instead.")
         return
-    missing = [v for v in variants if not weights.is_installed(registry[v], dirs.lora_dir)
-               and not accept_file_on_disk(weights, registry[v], dirs.lora_dir)]
+    missing = []
+    for variant in variants:
+        files = LoraFiles(registry[variant], dirs.lora_dir)
+        if not files.is_installed() and not accept_file_on_disk(files):
+            missing.append(variant)
     if not missing:
         return
-    if offline():
+    if hub_offline():
         say(f"HF_HUB_OFFLINE is set: not downloading {', '.join(missing)}; "
             "the weights will be fetched on first use, or run `python -m lib_lcm download` when online.")
         return
     try:
-        process, log_path = start_worker(weights, missing, dirs.lora_dir)
-    except (OSError, weights.WeightsError) as exc:
+        process, log_path = start_worker(missing, dirs.lora_dir)
+    except (OSError, WeightsError) as exc:
         say(f"could not start the download ({exc}); the weights will be fetched on first use.")
         return
     budget = wait_seconds() - (time.monotonic() - started)

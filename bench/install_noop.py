@@ -9,7 +9,7 @@ cached by size+mtime) on every launch; scenario "all": LCM_LORA_DOWNLOAD=all, ev
 bare interpreter start-up is printed for comparison. The weights are small stand-ins described by an
 LCM_LORA_REGISTRY override: the no-op path never reads the file contents, only stats them.
 
-sha256: lib_lcm.weights.sha256_file over a file of --hash-mb MB in the page cache, i.e. what the first
+sha256: lib_lcm.verification.sha256_file over a file of --hash-mb MB in the page cache, i.e. what the first
 launch after a manual download (or a changed file) costs; the LCM-LoRA files are 134.6 and 393.9 MB.
 
 Prints a table, then one JSON line.
@@ -31,7 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib_lcm import weights  # noqa: E402
+from lib_lcm.lora_files import LoraFiles, make_folders, state_folder  # noqa: E402
+from lib_lcm.registry import default_registry_path, load_registry  # noqa: E402
+from lib_lcm.verification import sha256_file, verify_file  # noqa: E402
 
 LORA_SIZES_MB = {"sd15": 134.621556, "sdxl": 393.855224}
 
@@ -52,7 +54,7 @@ def _prepare(root: Path, checkpoints: int) -> dict:
     folder.mkdir(parents=True)
     for i in range(checkpoints):
         _fake_checkpoint(folder / f"model-{i:02d}.safetensors", "sd1")
-    shipped = json.loads(weights.default_registry_path().read_text())
+    shipped = json.loads(default_registry_path().read_text())
     lora_dir = root / "models" / "Lora"
     blobs = {}
     for variant, entry in shipped["variants"].items():
@@ -61,12 +63,12 @@ def _prepare(root: Path, checkpoints: int) -> dict:
                      verified=True, revision="0" * 40)
     registry_path = root / "registry.json"
     registry_path.write_text(json.dumps(shipped))
-    registry = weights.load_registry(registry_path)
-    weights.make_folders(lora_dir)
+    registry = load_registry(registry_path)
+    make_folders(lora_dir)
     for variant, entry in registry.items():
-        path = weights.target_path(entry, lora_dir)
-        path.write_bytes(blobs[variant])
-        weights.write_record(entry, lora_dir, weights.verify_file(entry, path))
+        files = LoraFiles(entry, lora_dir)
+        files.target.write_bytes(blobs[variant])
+        files.write_record(verify_file(entry, files.target))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LCM_LORA_"))}
     env.update(PYTHONPATH=str(root), COMMANDLINE_ARGS="", LCM_LORA_REGISTRY=str(registry_path),
                HF_ENDPOINT="http://127.0.0.1:9")  # a request would fail loudly, not reach the internet
@@ -93,22 +95,21 @@ def bench_noop(runs: int, checkpoints: int) -> dict:
         results = {"python_startup_s": statistics.median(baseline)}
         sd15_only = setup["registry"]
         for variant in ("sdxl", "ssd1b"):
-            weights.target_path(sd15_only[variant], setup["lora_dir"]).unlink()
+            LoraFiles(sd15_only[variant], setup["lora_dir"]).target.unlink()
         env = dict(setup["env"], LCM_LORA_DOWNLOAD="auto")
         _wall(install, root, env, 1)  # first launch fills the checkpoint label cache
         results["auto_s"] = statistics.median(_wall(install, root, env, runs))
         results["auto_uncached_s"] = _uncached(install, root, env, runs, setup["lora_dir"])
         for variant in ("sdxl", "ssd1b"):
-            entry = sd15_only[variant]
-            path = weights.target_path(entry, setup["lora_dir"])
-            path.write_bytes(f"stand-in for {variant}".encode() * 64)
-            weights.write_record(entry, setup["lora_dir"], weights.verify_file(entry, path))
+            files = LoraFiles(sd15_only[variant], setup["lora_dir"])
+            files.target.write_bytes(f"stand-in for {variant}".encode() * 64)
+            files.write_record(verify_file(files.entry, files.target))
         results["all_s"] = statistics.median(_wall(install, root, dict(setup["env"], LCM_LORA_DOWNLOAD="all"), runs))
     return results
 
 
 def _uncached(install, root, env, runs, lora_dir) -> float:
-    cache = weights.state_folder(lora_dir) / "checkpoints.json"
+    cache = state_folder(lora_dir) / "checkpoints.json"
     times = []
     for _ in range(runs):
         cache.unlink(missing_ok=True)
@@ -124,11 +125,11 @@ def bench_sha256(megabytes: int) -> dict:
         path = f.name
     try:
         size = os.path.getsize(path)
-        weights.sha256_file(path)  # warm the page cache
+        sha256_file(path)  # warm the page cache
         times = []
         for _ in range(3):
             started = time.perf_counter()
-            weights.sha256_file(path)
+            sha256_file(path)
             times.append(time.perf_counter() - started)
     finally:
         os.unlink(path)

@@ -3,24 +3,20 @@
 // Sampling steps, CFG Scale, hires controls and the prompt's <lora:STEM:W> tag; switching it off gives the
 // user's values back (those the user changed meanwhile stay as they are).
 //
-// lib_lcm/webui_ui.py wires gradio events with `_js` = lcmLoraPanel.handle(config, args): gradio passes the
+// lib_lcm_webui/panel.py wires gradio events with `_js` = lcmLoraPanel.handle(config, args): gradio passes the
 // current values of the panel and of the tab's controls, and applies the values returned (gradio updates),
-// without a request to the server. `react` below is the pure part (tested with node --test in tests/js/panel_logic.test.mjs).
+// without a request to the server. `config` (lib_lcm_webui.panel.page_config) carries every fact this script
+// needs: the sampler per mode (`samplers`), the LCM-LoRA file stems (`stems`) and what the host controls that
+// follow no panel value are set to (`fixed`). `react` below is the pure part (tested with node --test in
+// tests/js/panel_logic.test.mjs).
 
 var lcmLoraPanel = (function() {
     "use strict";
 
     var MODE_TCD = "TCD";
-    // What each host control is set to while the panel is on; the hires pass follows the first pass.
-    var FIXED_TARGETS = {
-        scheduler: "Automatic",
-        hr_sampler: "Use same sampler",
-        hr_scheduler: "Use same scheduler",
-        hr_steps: 0,
-    };
     var NO_CHANGE = Object.freeze({__type__: "update"});
-    var HOST_CONTROLS = ["sampler", "scheduler", "host_steps", "host_cfg_scale", "hr_sampler", "hr_scheduler",
-        "hr_steps"];
+    // The host controls that follow a panel value: {control: the panel value it follows}.
+    var FOLLOWERS = {sampler: "mode", host_steps: "steps", host_cfg_scale: "cfg_scale"};
 
     function promptTools() {
         if (typeof lcmLoraPrompt !== "undefined") return lcmLoraPrompt;
@@ -43,14 +39,13 @@ var lcmLoraPanel = (function() {
         return a === b;
     }
 
-    function targetValues(values, samplers) {
+    function targetValues(values, config) {
         var targets = {};
-        HOST_CONTROLS.forEach(function(name) {
+        Object.keys(FOLLOWERS).concat(Object.keys(config.fixed)).forEach(function(name) {
             if (!(name in values)) return;
-            if (name === "sampler") targets[name] = values.mode === MODE_TCD ? samplers.TCD : samplers.LCM;
-            else if (name === "host_steps") targets[name] = values.steps;
-            else if (name === "host_cfg_scale") targets[name] = values.cfg_scale;
-            else targets[name] = FIXED_TARGETS[name];
+            if (name === "sampler") targets[name] = config.samplers[values.mode];
+            else if (name in FOLLOWERS) targets[name] = values[FOLLOWERS[name]];
+            else targets[name] = config.fixed[name];
         });
         return targets;
     }
@@ -61,17 +56,17 @@ var lcmLoraPanel = (function() {
     }
 
     // The prompt with the panel's tag for `stem` (undefined: leave the prompt alone until the stem is known).
-    function taggedPrompt(prompt, stem, weight, state) {
+    function taggedPrompt(prompt, stem, weight, state, stems) {
         var tools = promptTools();
-        if (stem) return tools.applyLcmTag(prompt, stem, Number(weight));
-        if (stem === null && state.tagStem && !state.userHadTag) return tools.removeLcmTag(prompt, state.tagStem);
+        if (stem) return tools.applyLcmTag(prompt, stem, Number(weight), stems);
+        if (stem === null && state.tagStem && !state.userHadTag) return tools.removeLcmTag(prompt, stems, state.tagStem);
         return prompt;
     }
 
-    function enable(state, values, samplers) {
+    function enable(state, values, config) {
         var changes = {};
         var stem = stemFromStatus(values.status);
-        var targets = targetValues(values, samplers);
+        var targets = targetValues(values, config);
         state.active = true;
         state.saved = {};
         state.applied = targets;
@@ -80,19 +75,19 @@ var lcmLoraPanel = (function() {
             changes[name] = targets[name];
         });
         state.promptBefore = values.prompt;
-        state.userHadTag = promptTools().findLcmTags(values.prompt).length > 0;
+        state.userHadTag = promptTools().findLcmTags(values.prompt, config.stems).length > 0;
         state.promptEdited = false;
         state.tagStem = null;
-        var prompt = taggedPrompt(values.prompt, stem, values.weight, state);
+        var prompt = taggedPrompt(values.prompt, stem, values.weight, state, config.stems);
         if (stem) state.tagStem = stem;
         state.promptAfter = prompt;
         if (prompt !== values.prompt) changes.prompt = prompt;
         return changes;
     }
 
-    function sync(state, values, samplers) {
+    function sync(state, values, config) {
         var changes = {};
-        var targets = targetValues(values, samplers);
+        var targets = targetValues(values, config);
         Object.keys(targets).forEach(function(name) {
             if (!sameValue(targets[name], state.applied[name])) {
                 changes[name] = targets[name];
@@ -103,7 +98,7 @@ var lcmLoraPanel = (function() {
         // (gradio reads every handler's inputs before applying any result): not an edit.
         if (values.prompt !== state.promptAfter && values.prompt !== state.promptBefore) state.promptEdited = true;
         var stem = stemFromStatus(values.status);
-        var prompt = taggedPrompt(values.prompt, stem, values.weight, state);
+        var prompt = taggedPrompt(values.prompt, stem, values.weight, state, config.stems);
         if (stem !== undefined) state.tagStem = stem;
         if (prompt !== values.prompt) {
             changes.prompt = prompt;
@@ -112,7 +107,7 @@ var lcmLoraPanel = (function() {
         return changes;
     }
 
-    function disable(state, values) {
+    function disable(state, values, config) {
         var changes = {};
         Object.keys(state.applied).forEach(function(name) {
             if (name in values && sameValue(values[name], state.applied[name])) changes[name] = state.saved[name];
@@ -120,7 +115,7 @@ var lcmLoraPanel = (function() {
         if (!state.promptEdited && values.prompt === state.promptAfter) {
             if (state.promptBefore !== values.prompt) changes.prompt = state.promptBefore;
         } else if (state.tagStem && !state.userHadTag) {
-            var prompt = promptTools().removeLcmTag(values.prompt, state.tagStem);
+            var prompt = promptTools().removeLcmTag(values.prompt, config.stems, state.tagStem);
             if (prompt !== values.prompt) changes.prompt = prompt;
         }
         var fresh = newState();
@@ -132,11 +127,12 @@ var lcmLoraPanel = (function() {
 
     // Pure: given the panel's state and the current values, what to change ({name: new value}).
     // `values` holds the panel's inputs (enabled, steps, cfg_scale, weight, mode, status) and the tab's
-    // controls that exist (prompt, sampler, scheduler, host_steps, host_cfg_scale, hr_*). Mutates `state`.
-    function react(state, values, samplers) {
-        if (values.enabled && !state.active) return enable(state, values, samplers);
-        if (!values.enabled && state.active) return disable(state, values);
-        if (values.enabled) return sync(state, values, samplers);
+    // controls that exist (prompt, sampler, scheduler, host_steps, host_cfg_scale, hr_*); `config` is the
+    // server's (samplers, stems, fixed). Mutates `state`.
+    function react(state, values, config) {
+        if (values.enabled && !state.active) return enable(state, values, config);
+        if (!values.enabled && state.active) return disable(state, values, config);
+        if (values.enabled) return sync(state, values, config);
         return {};
     }
 
@@ -154,7 +150,7 @@ var lcmLoraPanel = (function() {
         var state = states[config.tab] || (states[config.tab] = newState());
         var changes;
         try {
-            changes = react(state, values, config.samplers);
+            changes = react(state, values, config);
         } catch (e) {
             console.error("LCM-LoRA panel:", e);
             changes = {};

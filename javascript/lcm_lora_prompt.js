@@ -4,18 +4,18 @@
 // tests/prompt_tag_cases.json. Loaded by the WebUI as a classic script (window.lcmLoraPrompt) and by
 // Node as CommonJS (module.exports). Offsets are UTF-16 indices, as String.slice and textarea selections use.
 //
-// lcmLoraPrompt.findLcmTags(prompt) -> [{text, name, stem (null for <lora:lcm>), weight (null if not explicit), start, end}]
+// `stems`: the LCM-LoRA file stems (the weights registry's; the page gets them from the server's config).
+// lcmLoraPrompt.findLcmTags(prompt, stems) -> [{text, name, stem (null for <lora:lcm>), weight (null if not explicit), start, end}]
 // lcmLoraPrompt.hasLcmAlias(prompt) -> boolean
-// lcmLoraPrompt.applyLcmTag(prompt, stem, weight, respectUserWeight) -> prompt with exactly one LCM tag for stem
-// lcmLoraPrompt.removeLcmTag(prompt, stem) -> prompt without LCM tags (only stem's when given)
-// lcmLoraPrompt.resolveLcmAlias(prompt, stem) -> <lora:lcm...> renamed to stem
+// lcmLoraPrompt.applyLcmTag(prompt, stem, weight, stems, respectUserWeight) -> prompt with exactly one LCM tag for stem
+// lcmLoraPrompt.removeLcmTag(prompt, stems, stem) -> prompt without LCM tags (only stem's when given)
+// lcmLoraPrompt.resolveLcmAlias(prompt, stem, stems) -> <lora:lcm...> renamed to stem
 // lcmLoraPrompt.formatWeight(weight), lcmLoraPrompt.lcmTag(stem, weight) -> "0.8", "<lora:STEM:0.8>"
 // Bad arguments throw TypeError / RangeError.
 
 var lcmLoraPrompt = (function() {
     "use strict";
 
-    var LCM_STEMS = ["lcm-lora-sdv1-5", "lcm-lora-sdxl", "lcm-lora-ssd-1b"];
     var LCM_ALIAS = "lcm";
     var LORA_NETWORKS = ["lora", "lyco"];
     var WEIGHT_DECIMALS = 6;
@@ -26,6 +26,7 @@ var lcmLoraPrompt = (function() {
     var RE_ONE_EXTRA_NETWORK = /^<([\p{L}\p{N}_]+):([^>]+)>$/u;
     var RE_OPEN_END = /<[\p{L}\p{N}_]*$/u;
     var RE_CLOSE_START = /^[\p{L}\p{N}_]*:/u;
+    var RE_TAG_NAME = /^[^\s:<>=]+$/; // a name the host's parser reads back as one positional item
     var RE_NUMBER = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
     var RE_NON_ASCII = /[\u0080-\uffff]/;
     var WHITESPACE = " \t\n\r\f\v";
@@ -49,9 +50,24 @@ var lcmLoraPrompt = (function() {
         }
     }
 
-    function checkStem(stem) {
-        if (LCM_STEMS.indexOf(stem) < 0) {
-            throw new RangeError("unknown LCM-LoRA file stem " + JSON.stringify(stem) + "; expected one of " + LCM_STEMS.join(", "));
+    // {ASCII-lower-case stem: stem as the registry spells it}
+    function stemKeys(stems) {
+        if (!Array.isArray(stems) || stems.some(function(stem) {
+            return typeof stem !== "string";
+        })) {
+            throw new TypeError("stems must be a list of strings, got " + JSON.stringify(stems));
+        }
+        var keys = Object.create(null);
+        stems.forEach(function(stem) {
+            keys[stem.toLowerCase()] = stem;
+        });
+        return keys;
+    }
+
+    function checkStem(stem, stems) {
+        stemKeys(stems);
+        if (stems.indexOf(stem) < 0) {
+            throw new RangeError("unknown LCM-LoRA file stem " + JSON.stringify(stem) + "; expected one of " + stems.join(", "));
         }
     }
 
@@ -70,7 +86,9 @@ var lcmLoraPrompt = (function() {
     }
 
     function lcmTag(stem, weight) {
-        checkStem(stem);
+        if (typeof stem !== "string" || !RE_TAG_NAME.test(stem)) {
+            throw new RangeError("LCM-LoRA file stem " + JSON.stringify(stem) + " cannot be written in a <lora:...> tag");
+        }
         return "<lora:" + stem + ":" + formatWeight(weight) + ">";
     }
 
@@ -116,7 +134,7 @@ var lcmLoraPrompt = (function() {
         return parseNumber(positional[1]);
     }
 
-    function parseLoraArgs(network, args) {
+    function parseLoraArgs(network, args, byKey) {
         if (LORA_NETWORKS.indexOf(network) < 0) return null;
         var items = splitItems(args);
         if (!items.positional.length) return null;
@@ -127,8 +145,8 @@ var lcmLoraPrompt = (function() {
         var stem;
         if (key === LCM_ALIAS) {
             stem = null;
-        } else if (LCM_STEMS.indexOf(key) >= 0) {
-            stem = key;
+        } else if (has(byKey, key)) {
+            stem = byKey[key];
         } else {
             return null;
         }
@@ -140,11 +158,12 @@ var lcmLoraPrompt = (function() {
 
     // Every LCM tag in the prompt, in order, as the host's parser sees it:
     // [{text, name, stem (null for the alias), weight (null when not explicit), start, end}].
-    function findLcmTags(prompt) {
+    function findLcmTags(prompt, stems) {
         checkPrompt(prompt);
+        var byKey = stemKeys(stems);
         var found = [];
         for (var match of prompt.matchAll(RE_EXTRA_NETWORK)) {
-            var parsed = parseLoraArgs(match[1], match[2]);
+            var parsed = parseLoraArgs(match[1], match[2], byKey);
             if (parsed === null) continue;
             found.push({
                 text: match[0],
@@ -159,7 +178,7 @@ var lcmLoraPrompt = (function() {
     }
 
     function hasLcmAlias(prompt) {
-        return findLcmTags(prompt).some(function(tag) {
+        return findLcmTags(prompt, []).some(function(tag) {
             return tag.stem === null;
         });
     }
@@ -172,7 +191,7 @@ var lcmLoraPrompt = (function() {
         return "<" + match[1] + ":" + items.join(":") + ">";
     }
 
-    function insert(prompt, tag) {
+    function insert(prompt, tag, stems) {
         var body = stripEnd(prompt, WHITESPACE);
         var candidate;
         var start;
@@ -183,7 +202,7 @@ var lcmLoraPrompt = (function() {
             candidate = prompt + tag;
             start = prompt.length;
         }
-        var tags = findLcmTags(candidate);
+        var tags = findLcmTags(candidate, stems);
         if (tags.length === 1 && tags[0].start === start) return candidate;
         // An unclosed <word: before the end would make the appended tag part of itself.
         return tag + " " + prompt;
@@ -219,11 +238,12 @@ var lcmLoraPrompt = (function() {
 
     // Exactly one LCM tag, for `stem`: inserted when absent, else the first is rewritten in place and the
     // others removed. With respectUserWeight an explicit user weight is kept and only the name is fixed.
-    function applyLcmTag(prompt, stem, weight, respectUserWeight) {
+    function applyLcmTag(prompt, stem, weight, stems, respectUserWeight) {
         checkPrompt(prompt);
+        checkStem(stem, stems);
         var newTag = lcmTag(stem, weight);
-        var tags = findLcmTags(prompt);
-        if (!tags.length) return insert(prompt, newTag);
+        var tags = findLcmTags(prompt, stems);
+        if (!tags.length) return insert(prompt, newTag, stems);
         var text = prompt;
         for (var i = tags.length - 1; i > 0; i--) {
             text = removeSpan(text, tags[i].start, tags[i].end);
@@ -234,10 +254,10 @@ var lcmLoraPrompt = (function() {
     }
 
     // Remove LCM tags and the separator next to each; only those naming `stem` when it is given.
-    function removeLcmTag(prompt, stem) {
+    function removeLcmTag(prompt, stems, stem) {
         checkPrompt(prompt);
-        if (stem !== undefined && stem !== null) checkStem(stem);
-        var tags = findLcmTags(prompt);
+        if (stem !== undefined && stem !== null) checkStem(stem, stems);
+        var tags = findLcmTags(prompt, stems);
         var text = prompt;
         for (var i = tags.length - 1; i >= 0; i--) {
             if (stem === undefined || stem === null || tags[i].stem === stem) {
@@ -248,10 +268,10 @@ var lcmLoraPrompt = (function() {
     }
 
     // Rewrite every <lora:lcm...> alias to name `stem`, keeping its weight and other arguments.
-    function resolveLcmAlias(prompt, stem) {
+    function resolveLcmAlias(prompt, stem, stems) {
         checkPrompt(prompt);
-        checkStem(stem);
-        var tags = findLcmTags(prompt);
+        checkStem(stem, stems);
+        var tags = findLcmTags(prompt, stems);
         var text = prompt;
         for (var i = tags.length - 1; i >= 0; i--) {
             if (tags[i].stem === null) {
@@ -262,7 +282,6 @@ var lcmLoraPrompt = (function() {
     }
 
     return Object.freeze({
-        LCM_STEMS: Object.freeze(LCM_STEMS.slice()),
         LCM_ALIAS: LCM_ALIAS,
         formatWeight: formatWeight,
         lcmTag: lcmTag,

@@ -14,7 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from lib_lcm import weights
+from lib_lcm.errors import WeightsError
+from lib_lcm.lora_files import weights_status
+from lib_lcm.progress import progress_text
+from lib_lcm.registry import current_registry, parse_variants
+from lib_lcm.webui_folders import webui_dirs
 
 EXTENSION_DIR = Path(__file__).resolve().parents[1]
 
@@ -45,28 +49,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _lora_dir(value: str | None) -> Path:
-    return Path(value).absolute() if value else weights.webui_dirs(EXTENSION_DIR).lora_dir
+    return Path(value).absolute() if value else webui_dirs(EXTENSION_DIR).lora_dir
 
 
 class _ProgressLines:
-    """``progress`` callback printing one line per 10 % (log files cannot show a bar)."""
+    """``progress`` callback printing a line each time another 10 % is done (log files cannot show a bar)."""
 
     def __init__(self, stem: str):
         self.stem, self.next_tenth = stem, 1
 
     def __call__(self, done: int, total: int | None) -> None:
-        if not total:
+        if not total or self.next_tenth > 10 or done * 10 < total * self.next_tenth:
             return
         while self.next_tenth <= 10 and done * 10 >= total * self.next_tenth:
-            print(f"LCM-LoRA: {self.stem} {self.next_tenth * 10}% of {total / 1e6:.1f} MB", flush=True)
             self.next_tenth += 1
+        print(f"LCM-LoRA: {progress_text(self.stem, done, total)}", flush=True)
 
 
 def _download(args) -> int:
     from lib_lcm.download import ensure_weights
 
-    registry = weights.load_registry()
-    variants = weights.parse_variants(",".join(args.variant or ["all"]), registry)
+    registry = current_registry()
+    variants = parse_variants(",".join(args.variant or ["all"]), registry)
     if variants is None:
         variants = list(registry)
     lora_dir = _lora_dir(args.lora_dir)
@@ -81,7 +85,7 @@ def _download(args) -> int:
         try:
             path = ensure_weights(variant, lora_dir, progress, registry=registry, timeout=args.timeout,
                                   lock_timeout=args.lock_timeout, log=log)
-        except weights.WeightsError as exc:
+        except WeightsError as exc:
             print(f"LCM-LoRA: {variant}: {exc}", file=sys.stderr, flush=True)
             code = code or exc.exit_code
             continue
@@ -91,10 +95,10 @@ def _download(args) -> int:
 
 
 def _status(args) -> int:
-    registry = weights.load_registry()
-    variants = weights.parse_variants(",".join(args.variant or ["all"]), registry)
+    registry = current_registry()
+    variants = parse_variants(",".join(args.variant or ["all"]), registry)
     wanted = list(registry) if variants is None else variants
-    rows = [row for row in weights.weights_status(_lora_dir(args.lora_dir), registry) if row["variant"] in wanted]
+    rows = [row for row in weights_status(_lora_dir(args.lora_dir), registry) if row["variant"] in wanted]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -109,7 +113,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _download(args) if args.command == "download" else _status(args)
-    except weights.WeightsError as exc:
+    except WeightsError as exc:
         print(f"LCM-LoRA: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

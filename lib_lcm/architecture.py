@@ -2,10 +2,10 @@
 
 Public API (other modules code against these names):
 - ARCHITECTURES: the labels detect_architecture() returns.
-- read_safetensors_shapes(path) -> {name: shape}: header only, no tensor is loaded.
 - detect_architecture(shapes) -> label.
 - detect_checkpoint(path) -> label (safetensors header; other formats -> "unknown").
-- lcm_variant_for(label) -> "sd15" | "sdxl" | "ssd1b" | None.
+
+Which LCM-LoRA a label gets is the registry's to say: lib_lcm.registry.variant_for_architecture.
 
 Detection reads the UNet's block structure (levels, transformer blocks per block, whether the middle block
 has attention, linear or 1x1-conv transformer projections, class-embedding MLP, input channels), never
@@ -19,12 +19,12 @@ LoRAs, and other model families (SD3, Flux, Stable Cascade, ...) have no LDM UNe
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from lib_lcm.safetensors_header import read_shapes
 
 ARCHITECTURES = (
     "sd1",
@@ -37,56 +37,7 @@ ARCHITECTURES = (
     "unknown",
 )
 
-_LCM_VARIANTS = {
-    "sd1": "sd15",
-    "sd1-inpaint": "sd15",
-    "sdxl": "sdxl",
-    "sdxl-inpaint": "sdxl",
-    "ssd1b": "ssd1b",
-}
-
 _UNET_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
-
-# A safetensors header larger than this is not a model header (the format itself caps it at 100 MB).
-_MAX_HEADER_BYTES = 100_000_000
-
-
-def read_safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape from a .safetensors file's JSON header; tensor data is never read.
-
-    Layout: 8-byte little-endian header length N, then N bytes of JSON mapping each tensor name to
-    {"dtype", "shape", "data_offsets"} (plus an optional "__metadata__" entry, skipped here).
-
-    Raises:
-        ValueError: the file is not a safetensors file (bad length, not JSON, wrong structure).
-        OSError: the file cannot be opened or read.
-    """
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ValueError(f"{os.fspath(path)!r} is not a safetensors file: shorter than its 8-byte header length")
-        (length,) = struct.unpack("<Q", head)
-        if length < 2 or length > min(size - 8, _MAX_HEADER_BYTES):
-            raise ValueError(
-                f"{os.fspath(path)!r} is not a safetensors file: header length {length} does not fit a {size}-byte file"
-            )
-        raw = f.read(length)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{os.fspath(path)!r} is not a safetensors file: header is not JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{os.fspath(path)!r} is not a safetensors file: header is not a JSON object")
-    shapes: dict[str, tuple[int, ...]] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        shape = info.get("shape") if isinstance(info, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise ValueError(f"{os.fspath(path)!r} is not a safetensors file: entry {name!r} has no valid shape")
-        shapes[name] = tuple(shape)
-    return shapes
 
 
 @dataclass(frozen=True)
@@ -239,20 +190,11 @@ def detect_architecture(shapes: Mapping[str, Sequence[int]]) -> str:
 def detect_checkpoint(path: str | os.PathLike) -> str:
     """Family label of a checkpoint file, read from its safetensors header only.
 
-    Pickle-based formats (.ckpt, .pt, .bin) are never unpickled and, like any file that is not valid
-    safetensors, give "unknown". A missing or unreadable file raises OSError.
+    Pickle-based formats (.ckpt, .pt, .bin) are never unpickled and, like any file that is not a complete
+    safetensors file (a truncated copy included), give "unknown". A missing or unreadable file raises OSError.
     """
     try:
-        shapes = read_safetensors_shapes(path)
+        shapes = read_shapes(path)
     except ValueError:
         return "unknown"
     return detect_architecture(shapes)
-
-
-def lcm_variant_for(architecture: str) -> str | None:
-    """The LCM-LoRA ("sd15", "sdxl", "ssd1b") made for a family, or None where none fits.
-
-    Inpainting checkpoints take their base model's LCM-LoRA (as the LCM-LoRA model card's inpainting
-    example does); SD2.x, the SDXL refiner and unknown models have none.
-    """
-    return _LCM_VARIANTS.get(architecture)

@@ -1,4 +1,5 @@
-"""The LCM-LoRA panel's parameters: one table for the panel, infotext, paste fields, the API and XYZ axes.
+"""The LCM-LoRA panel's parameters: one table for the panel, infotext, paste fields, the API, XYZ axes and the
+settings page's defaults; the sampler names each mode runs.
 
 The order of PARAMS is public API: `alwayson_scripts["LCM-LoRA"]["args"]` is positional in this order.
 API users may instead pass one dict as the first arg (`"args": [{"enabled": true, "steps": 6}]`), which is immune to
@@ -11,6 +12,13 @@ from dataclasses import dataclass, field, fields
 MODES = ("LCM", "TCD")
 SCRIPT_TITLE = "LCM-LoRA"
 ELEM_PREFIX = "lcm_lora"
+
+# The samplers each mode runs. Never "LCM": that is the host's own (1.8+), and a duplicate name breaks the
+# sampler look-up (sd-webui-animatediff#413 shows what a duplicate does).
+SAMPLER_LCM = "LCM-LoRA"
+SAMPLER_TCD = "LCM-LoRA TCD"
+SAMPLERS_BY_MODE = {"LCM": SAMPLER_LCM, "TCD": SAMPLER_TCD}
+SAMPLER_NAMES = tuple(SAMPLERS_BY_MODE.values())
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,8 @@ class Param:
     step: float | None = None
     choices: tuple = ()
     info: str = ""
+    setting: str | None = None  # the settings page's option holding this parameter's default
+    setting_label: str = ""
 
     @property
     def elem_id(self) -> str:
@@ -34,15 +44,22 @@ class Param:
 PARAMS = (
     Param("enabled", "Enable LCM-LoRA", False, bool, infotext=None),
     Param("steps", "Steps", 4, int, infotext=None, minimum=1, maximum=16, step=1,
-          info="2-8 is the useful range; 4 is the reference setting"),
+          info="2-8 is the useful range; 4 is the reference setting",
+          setting="lcm_lora_steps", setting_label="Default LCM steps"),
     Param("cfg_scale", "CFG", 1.0, float, infotext=None, minimum=1.0, maximum=2.5, step=0.1,
-          info="1 = fastest, negative prompt ignored"),
-    Param("weight", "LoRA weight", 1.0, float, infotext="LCM-LoRA weight", minimum=0.0, maximum=2.0, step=0.05),
-    Param("mode", "Sampler", "LCM", str, infotext="LCM-LoRA mode", choices=MODES),
+          info="1 = fastest, negative prompt ignored",
+          setting="lcm_lora_cfg_scale", setting_label="Default LCM CFG (1 = fastest, negative prompt ignored)"),
+    Param("weight", "LoRA weight", 1.0, float, infotext="LCM-LoRA weight", minimum=0.0, maximum=2.0, step=0.05,
+          setting="lcm_lora_weight", setting_label="Default LCM-LoRA weight"),
+    Param("mode", "Sampler", "LCM", str, infotext="LCM-LoRA mode", choices=MODES,
+          setting="lcm_lora_mode", setting_label="Default sampler mode"),
     Param("gamma", "TCD gamma", 0.3, float, infotext="TCD gamma", minimum=0.0, maximum=1.0, step=0.05,
-          info="TCD stochasticity: 0 = deterministic, 1 = fully stochastic"),
+          info="TCD stochasticity: 0 = deterministic, 1 = fully stochastic",
+          setting="lcm_lora_tcd_gamma", setting_label="TCD gamma (used by the 'LCM-LoRA TCD' sampler)"),
 )
 PARAM_KEYS = tuple(p.key for p in PARAMS)
+PARAMS_BY_KEY = {p.key: p for p in PARAMS}
+DEFAULTS = {p.key: p.default for p in PARAMS}
 
 # Infotext key whose presence means "LCM-LoRA was on"; its value is the LoRA file stem used.
 INFOTEXT_VARIANT = "LCM-LoRA"
@@ -55,16 +72,23 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class LcmSettings:
-    enabled: bool = False
-    steps: int = 4
-    cfg_scale: float = 1.0
-    weight: float = 1.0
-    mode: str = "LCM"
-    gamma: float = 0.3
+    """Validated values of PARAMS (same keys, defaults from the table) and the guard-rail warnings."""
+
+    enabled: bool = DEFAULTS["enabled"]
+    steps: int = DEFAULTS["steps"]
+    cfg_scale: float = DEFAULTS["cfg_scale"]
+    weight: float = DEFAULTS["weight"]
+    mode: str = DEFAULTS["mode"]
+    gamma: float = DEFAULTS["gamma"]
     warnings: tuple = field(default=(), compare=False)
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "warnings"}
+
+    @property
+    def sampler_name(self) -> str:
+        return SAMPLERS_BY_MODE[self.mode]
+
 
 
 def _coerce(param: Param, value):
@@ -109,7 +133,7 @@ def parse_script_args(args, defaults: dict | None = None) -> LcmSettings:
     `defaults` (e.g. from the WebUI's settings page) fill what the caller left out.
     Raises SettingsError with a message that names the bad argument and the allowed values.
     """
-    base = {p.key: p.default for p in PARAMS}
+    base = dict(DEFAULTS)
     if defaults:
         base.update({k: v for k, v in defaults.items() if k in base})
     args = list(args or ())

@@ -12,7 +12,8 @@ Parsing follows the host exactly (AUTOMATIC1111 1.6-1.10):
 
 Rules this module adds on top:
 - An LCM tag is a lora/lyco tag whose name (ASCII case-insensitive, surrounding whitespace ignored) is one of
-  LCM_STEMS or the alias "lcm", which stands for the loaded checkpoint's variant.
+  `stems` (the LCM-LoRA file stems of the weights registry, `lib_lcm.registry.stems()`, passed in by the caller:
+  the registry is their one home) or the alias "lcm", which stands for the loaded checkpoint's variant.
 - Its weight is the UNet multiplier: LCM-LoRA holds UNet weights only, so `<lora:NAME:TE:UNET>` has weight UNET.
   A weight is explicit when te or unet is given and every multiplier the host would read is a finite number.
 - Insertion appends " <tag>" after the last non-whitespace character (trailing whitespace stays after the tag);
@@ -22,12 +23,13 @@ Rules this module adds on top:
 - Removal deletes the tag (with a comma right after it) and one separator, so `remove(apply(p)) == p`; newlines
   and other networks' tags are never touched.
 
-Public API (the JS file exports the same in camelCase on `lcmLoraPrompt`):
-- find_lcm_tags(prompt) -> [LcmTag(text, name, stem or None for the alias, weight or None, start, end)]
+Public API (the JS file exports the same in camelCase on `lcmLoraPrompt`, same argument order):
+- find_lcm_tags(prompt, stems) -> [LcmTag(text, name, stem or None for the alias, weight or None, start, end)]
+  (`stem` is spelled as in `stems`)
 - has_lcm_alias(prompt) -> bool
-- apply_lcm_tag(prompt, stem, weight, respect_user_weight=False) -> str
-- remove_lcm_tag(prompt, stem=None) -> str
-- resolve_lcm_alias(prompt, stem) -> str
+- apply_lcm_tag(prompt, stem, weight, stems, respect_user_weight=False) -> str
+- remove_lcm_tag(prompt, stems, stem=None) -> str
+- resolve_lcm_alias(prompt, stem, stems) -> str
 - format_weight(weight) -> str, lcm_tag(stem, weight) -> str
 Bad arguments raise TypeError/ValueError (JS: TypeError/RangeError) with a message naming the value.
 """
@@ -39,7 +41,6 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-LCM_STEMS = ("lcm-lora-sdv1-5", "lcm-lora-sdxl", "lcm-lora-ssd-1b")
 LCM_ALIAS = "lcm"
 LORA_NETWORKS = ("lora", "lyco")
 WEIGHT_DECIMALS = 6
@@ -49,6 +50,7 @@ MAX_ABS_WEIGHT = 1e6
 RE_EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
 RE_OPEN_END = re.compile(r"<\w*\Z")
 RE_CLOSE_START = re.compile(r"\w*:")
+RE_TAG_NAME = re.compile(r"[^\s:<>=]+")  # a name the host's parser reads back as one positional item
 RE_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 WHITESPACE = " \t\n\r\f\v"
 LINE_SPACE = " \t\r\f\v"
@@ -87,16 +89,18 @@ def format_weight(weight: float) -> str:
 
 def lcm_tag(stem: str, weight: float) -> str:
     """The tag the extension writes: `<lora:STEM:WEIGHT>`."""
-    _check_stem(stem)
+    if not isinstance(stem, str) or not RE_TAG_NAME.fullmatch(stem):
+        raise ValueError(f"LCM-LoRA file stem {stem!r} cannot be written in a <lora:...> tag")
     return f"<lora:{stem}:{format_weight(weight)}>"
 
 
-def find_lcm_tags(prompt: str) -> list[LcmTag]:
-    """Every LCM tag in `prompt`, in order, as the host's parser sees the prompt."""
+def find_lcm_tags(prompt: str, stems) -> list[LcmTag]:
+    """Every LCM tag in `prompt` (the alias, or one of `stems`), in order, as the host's parser sees the prompt."""
     _check_prompt(prompt)
+    by_key = _stem_keys(stems)
     found = []
     for match in RE_EXTRA_NETWORK.finditer(prompt):
-        parsed = _parse_lora_args(match.group(1), match.group(2))
+        parsed = _parse_lora_args(match.group(1), match.group(2), by_key)
         if parsed is None:
             continue
         name, stem, weight = parsed
@@ -106,10 +110,10 @@ def find_lcm_tags(prompt: str) -> list[LcmTag]:
 
 def has_lcm_alias(prompt: str) -> bool:
     """Whether the prompt uses the `<lora:lcm...>` alias."""
-    return any(tag.stem is None for tag in find_lcm_tags(prompt))
+    return any(tag.stem is None for tag in find_lcm_tags(prompt, ()))
 
 
-def apply_lcm_tag(prompt: str, stem: str, weight: float, respect_user_weight: bool = False) -> str:
+def apply_lcm_tag(prompt: str, stem: str, weight: float, stems, respect_user_weight: bool = False) -> str:
     """Make `prompt` hold exactly one LCM tag, for `stem`.
 
     Without an LCM tag, " <lora:STEM:WEIGHT>" is inserted (see the module docstring). Otherwise the first LCM tag
@@ -118,10 +122,11 @@ def apply_lcm_tag(prompt: str, stem: str, weight: float, respect_user_weight: bo
     gave an explicit weight: `<lora:lcm:0.5>` -> `<lora:STEM:0.5>`, `<lora:lcm>` -> `<lora:STEM:WEIGHT>`.
     """
     _check_prompt(prompt)
+    _check_stem(stem, stems)
     new_tag = lcm_tag(stem, weight)
-    tags = find_lcm_tags(prompt)
+    tags = find_lcm_tags(prompt, stems)
     if not tags:
-        return _insert(prompt, new_tag)
+        return _insert(prompt, new_tag, stems)
     text = prompt
     for tag in reversed(tags[1:]):
         text = _remove_span(text, tag.start, tag.end)
@@ -131,24 +136,24 @@ def apply_lcm_tag(prompt: str, stem: str, weight: float, respect_user_weight: bo
     return text[: first.start] + new_tag + text[first.end :]
 
 
-def remove_lcm_tag(prompt: str, stem: str | None = None) -> str:
+def remove_lcm_tag(prompt: str, stems, stem: str | None = None) -> str:
     """Remove LCM tags and the separator next to each; only those naming `stem` when it is given."""
     _check_prompt(prompt)
     if stem is not None:
-        _check_stem(stem)
+        _check_stem(stem, stems)
     text = prompt
-    for tag in reversed(find_lcm_tags(prompt)):
+    for tag in reversed(find_lcm_tags(prompt, stems)):
         if stem is None or tag.stem == stem:
             text = _remove_span(text, tag.start, tag.end)
     return text
 
 
-def resolve_lcm_alias(prompt: str, stem: str) -> str:
+def resolve_lcm_alias(prompt: str, stem: str, stems) -> str:
     """Rewrite every `<lora:lcm...>` alias to name `stem`, keeping its weight and other arguments."""
     _check_prompt(prompt)
-    _check_stem(stem)
+    _check_stem(stem, stems)
     text = prompt
-    for tag in reversed(find_lcm_tags(prompt)):
+    for tag in reversed(find_lcm_tags(prompt, stems)):
         if tag.stem is None:
             text = text[: tag.start] + _renamed(tag.text, stem) + text[tag.end :]
     return text
@@ -159,9 +164,16 @@ def _check_prompt(prompt):
         raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
 
 
-def _check_stem(stem):
-    if stem not in LCM_STEMS:
-        raise ValueError(f"unknown LCM-LoRA file stem {stem!r}; expected one of {', '.join(LCM_STEMS)}")
+def _stem_keys(stems) -> dict:
+    """{ASCII-lower-case stem: stem as the registry spells it}."""
+    if isinstance(stems, str) or not all(isinstance(stem, str) for stem in stems):
+        raise TypeError(f"stems must be a list of strings, got {stems!r}")
+    return {stem.lower(): stem for stem in stems}
+
+
+def _check_stem(stem, stems):
+    if stem not in _stem_keys(stems).values():
+        raise ValueError(f"unknown LCM-LoRA file stem {stem!r}; expected one of {', '.join(stems)}")
 
 
 def _split_items(args: str):
@@ -176,7 +188,7 @@ def _split_items(args: str):
     return positional, named
 
 
-def _parse_lora_args(network: str, args: str):
+def _parse_lora_args(network: str, args: str, by_key: dict):
     """(name, stem or None for the alias, weight) when the tag is an LCM tag, else None."""
     if network not in LORA_NETWORKS:
         return None
@@ -190,8 +202,8 @@ def _parse_lora_args(network: str, args: str):
     key = key.lower()
     if key == LCM_ALIAS:
         stem = None
-    elif key in LCM_STEMS:
-        stem = key
+    elif key in by_key:
+        stem = by_key[key]
     else:
         return None
     return name, stem, _unet_weight([item for _, item in positional], named)
@@ -231,7 +243,7 @@ def _renamed(tag_text: str, stem: str) -> str:
     return f"<{match.group(1)}:{':'.join(items)}>"
 
 
-def _insert(prompt: str, tag: str) -> str:
+def _insert(prompt: str, tag: str, stems) -> str:
     body = prompt.rstrip(WHITESPACE)
     if body:
         candidate = body + " " + tag + prompt[len(body) :]
@@ -239,7 +251,7 @@ def _insert(prompt: str, tag: str) -> str:
     else:
         candidate = prompt + tag
         start = len(prompt)
-    if [found.start for found in find_lcm_tags(candidate)] == [start]:
+    if [found.start for found in find_lcm_tags(candidate, stems)] == [start]:
         return candidate
     # An unclosed `<word:` before the end would make the appended tag part of itself.
     return tag + " " + prompt

@@ -162,6 +162,17 @@ def sample_tcd(
     return x
 
 
+def uncond_pass_is_redundant(conds_list, cond_scale: float) -> bool:
+    """True when CFG cannot change the result: scale 1 and, per image, AND-weights summing to 1.
+
+    `conds_list`: per image, its (cond row, AND-weight) pairs (the WebUI's `reconstruct_multicond_batch`).
+    denoised = u + s * sum_i w_i (c_i - u) = (1 - s*sum w) u + s * sum w_i c_i, so u drops out iff s*sum w == 1.
+    """
+    if abs(cond_scale - 1.0) > 1e-9:
+        return False
+    return all(abs(sum(weight for _, weight in conds) - 1.0) < 1e-6 for conds in conds_list)
+
+
 __all__ = [
     "LCMDenoiser",
     "append_dims",
@@ -169,4 +180,5 @@ __all__ = [
     "default_noise_sampler",
     "sample_lcm",
     "sample_tcd",
+    "uncond_pass_is_redundant",
 ]

@@ -200,6 +200,26 @@ def tcd_intermediate_timestep(timestep_next: torch.Tensor, gamma: float) -> torc
     return torch.floor((1 - gamma) * timestep_next).to(torch.long)
 
 
+def img2img_plan(steps: int, strength: float, original_steps: int = LCM_ORIGINAL_STEPS):
+    """(steps, strength, warning) for an img2img run that starts at the strength's noise level.
+
+    diffusers refuses steps > int(original_steps * strength); in the WebUI we run the most steps the
+    strength allows and say so, rather than failing a generation the user can't fix from the prompt.
+    Raises ValueError (naming the fix) when the strength allows no step at all.
+    """
+    available = int(original_steps * strength)
+    if available < 1:
+        raise ValueError(
+            f"LCM-LoRA img2img needs denoising strength >= {1 / original_steps:g} "
+            f"(got {strength:g}); raise the denoising strength"
+        )
+    if steps > available:
+        return available, strength, (
+            f"denoising strength {strength:g} allows at most {available} LCM steps; ran {available} instead of {steps}"
+        )
+    return steps, strength, None
+
+
 __all__ = [
     "LCM_ORIGINAL_STEPS",
     "lcm_sigmas",
@@ -211,4 +231,5 @@ __all__ = [
     "tcd_timesteps",
     "timestep_to_sigma",
     "training_sigmas",
+    "img2img_plan",
 ]

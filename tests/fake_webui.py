@@ -1,11 +1,17 @@
-"""A thin fake of the WebUI (`modules.*`, `k_diffusion.*`) for glue unit tests.
+"""A thin fake of the WebUI (`modules.*`, `k_diffusion.*`, gradio 3.41) for the glue's unit tests.
+
+The glue (`lib_lcm_webui`) imports the host at module top, like any WebUI extension: `fake_webui()` installs the
+fake host into sys.modules first and forgets every glue module before and after, so each test imports the glue
+against the host it set up (`from lib_lcm_webui import samplers` inside the `with`/fixture), as
+sd-dynamic-prompts' `monkeypatch_webui` fixture does.
 
 It mirrors only the host behaviour the glue relies on, written from A1111 1.6-1.10:
 - `CFGDenoiser.forward` builds cond+uncond rows, skips the uncond rows only when `self.step % 2` and
   0 < sigma < s_min_uncond (NGMS, writing "NGMS" to the infotext), fills the skipped rows with the cond
   output and combines with scale 1;
 - `CompVisDenoiser` is k-diffusion's discrete eps denoiser (sigma <-> t, c_in, c_out);
-- `KDiffusionSampler` keeps the attribute/method names the glue calls.
+- `KDiffusionSampler` keeps the attribute/method names the glue calls;
+- gradio: every block records its kwargs and event listeners (`Block`), `gr.update`, `gradio.context.Context`.
 The real host is exercised by tests/e2e.
 """
 from __future__ import annotations
@@ -154,6 +160,73 @@ class ToyUNetModel:
         return torch.tanh(0.3 * x + t[:, None, None, None] / 1000.0) + context[:, 0, 0][:, None, None, None] * 0.1
 
 
+class Block:
+    """A gradio block: remembers its kwargs and the event listeners attached to it."""
+
+    def __init__(self, value=None, **kwargs):
+        self.value = value if value is not None else kwargs.get("value")
+        self.kwargs = kwargs
+        self.elem_id = kwargs.get("elem_id")
+        self.events = []
+        self.ui.created.append(self)
+        if self.ui.root is not None:
+            self.ui.root.blocks[id(self)] = self
+
+    def _listen(self, name, **kwargs):
+        self.events.append((name, kwargs))
+        return types.SimpleNamespace(then=lambda **more: self.events.append(("then", more)))
+
+    def change(self, **kwargs):
+        return self._listen("change", **kwargs)
+
+    def click(self, **kwargs):
+        return self._listen("click", **kwargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def fake_gradio():
+    ui = types.SimpleNamespace(created=[], root=types.SimpleNamespace(blocks={}))
+    gr = types.ModuleType("gradio")
+    for name in ("Slider", "Radio", "Checkbox", "Textbox", "HTML", "Button", "Row", "Accordion", "Column"):
+        setattr(gr, name, type(name, (Block,), {"ui": ui}))
+    gr.update = lambda **kwargs: {"__type__": "update", **kwargs}
+    context = types.ModuleType("gradio.context")
+    context.Context = types.SimpleNamespace(root_block=ui.root)
+    gr.context = context
+    return gr, context, ui
+
+
+GLUE = "lib_lcm_webui"
+
+
+def forget_glue():
+    """Drop the glue's modules, so the next import binds them to the host now in sys.modules."""
+    for name in [name for name in sys.modules if name == GLUE or name.startswith(GLUE + ".")]:
+        del sys.modules[name]
+
+
+@contextmanager
+def installed_modules(modules: dict):
+    """`modules` in sys.modules (glue forgotten) for the duration, then everything as it was."""
+    saved = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
+    forget_glue()
+    try:
+        yield
+    finally:
+        forget_glue()
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
 class FakeP:
     def __init__(self, **kwargs):
         self.extra_generation_params = {}
@@ -163,18 +236,21 @@ class FakeP:
         self.__dict__.update(kwargs)
 
 
-@contextmanager
-def fake_webui(sd_model=None, opts=None):
-    """Install the fake host into sys.modules for the duration of a test, then restore everything."""
-    sd_model = sd_model or ToyUNetModel()
-    modules = types.ModuleType("modules")
-    modules.__path__ = []
+def _shared_module(sd_model, opts):
     shared = types.ModuleType("modules.shared")
     shared.sd_model = sd_model
     shared.opts = types.SimpleNamespace(sgm_noise_multiplier=False, img2img_extra_noise=0.0, hide_samplers=[],
                                         **(opts or {}))
+    shared.opts.added = {}
+    shared.opts.add_option = lambda key, info: shared.opts.added.__setitem__(key, info)
+    shared.OptionInfo = lambda default, label, component=None, component_args=None, **kw: types.SimpleNamespace(
+        default=default, label=label, component=component, component_args=component_args, **kw)
     shared.state = types.SimpleNamespace(textinfo="")
     shared.cmd_opts = types.SimpleNamespace(lora_dir="")
+    return shared
+
+
+def _sampler_modules():
     prompt_parser = types.ModuleType("modules.prompt_parser")
     prompt_parser.reconstruct_multicond_batch = reconstruct_multicond_batch
     cfg = types.ModuleType("modules.sd_samplers_cfg_denoiser")
@@ -193,6 +269,11 @@ def fake_webui(sd_model=None, opts=None):
         samplers.samplers = list(samplers.all_samplers)
 
     samplers.set_samplers = set_samplers
+    return {"prompt_parser": prompt_parser, "sd_samplers_cfg_denoiser": cfg, "sd_samplers_kdiffusion": kdiff,
+            "sd_samplers_common": common, "sd_samplers": samplers}
+
+
+def _k_diffusion_modules():
     k_diffusion = types.ModuleType("k_diffusion")
     k_diffusion.__path__ = []
     k_external = types.ModuleType("k_diffusion.external")
@@ -200,28 +281,28 @@ def fake_webui(sd_model=None, opts=None):
     k_sampling = types.ModuleType("k_diffusion.sampling")
     k_sampling.default_noise_sampler = lambda x: (lambda sigma, sigma_next: torch.randn_like(x))
     k_diffusion.external, k_diffusion.sampling = k_external, k_sampling
-    for name, module in (("shared", shared), ("prompt_parser", prompt_parser), ("sd_samplers_cfg_denoiser", cfg),
-                         ("sd_samplers_kdiffusion", kdiff), ("sd_samplers_common", common),
-                         ("sd_samplers", samplers)):
+    return {"k_diffusion": k_diffusion, "k_diffusion.external": k_external, "k_diffusion.sampling": k_sampling}
+
+
+@contextmanager
+def fake_webui(sd_model=None, opts=None, input_accordion=True):
+    """Install the fake host (and gradio) for the duration of a test, then restore everything."""
+    sd_model = sd_model or ToyUNetModel()
+    gr, context, ui = fake_gradio()
+    modules = types.ModuleType("modules")
+    modules.__path__ = []
+    parts = {"shared": _shared_module(sd_model, opts), **_sampler_modules()}
+    sd_models = parts["sd_models"] = types.ModuleType("modules.sd_models")
+    sd_models.select_checkpoint = lambda: None  # no checkpoint selected (A1111 and Forge have this function)
+    ui_components = parts["ui_components"] = types.ModuleType("modules.ui_components")
+    if input_accordion:
+        ui_components.InputAccordion = type("InputAccordion", (gr.Checkbox,), {})
+    scripts = parts["scripts"] = types.ModuleType("modules.scripts")
+    scripts.scripts_data = []
+    for name, module in parts.items():
         setattr(modules, name, module)
-
-    installed = {
-        "modules": modules, "modules.shared": shared, "modules.prompt_parser": prompt_parser,
-        "modules.sd_samplers_cfg_denoiser": cfg, "modules.sd_samplers_kdiffusion": kdiff,
-        "modules.sd_samplers_common": common, "modules.sd_samplers": samplers,
-        "k_diffusion": k_diffusion, "k_diffusion.external": k_external, "k_diffusion.sampling": k_sampling,
-    }
-    saved = {name: sys.modules.get(name) for name in installed}
-    sys.modules.update(installed)
-    from lib_lcm import webui_sampler
-
-    webui_sampler._classes.cache_clear()
-    try:
-        yield types.SimpleNamespace(shared=shared, sd_samplers=samplers, sd_model=sd_model)
-    finally:
-        webui_sampler._classes.cache_clear()
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+    installed = {"modules": modules, **{f"modules.{name}": module for name, module in parts.items()},
+                 **_k_diffusion_modules(), "gradio": gr, "gradio.context": context}
+    with installed_modules(installed):
+        yield types.SimpleNamespace(shared=parts["shared"], sd_samplers=parts["sd_samplers"], sd_model=sd_model,
+                                    sd_models=sd_models, gr=gr, ui=ui)

@@ -1,23 +1,14 @@
-"""lib_lcm.architecture on real-size key sets (shapes only), tiny fixtures, and files that are no model."""
+"""lib_lcm.architecture on real-size key sets (shapes only) and tiny fixtures (files that are no safetensors
+file: tests/test_safetensors_header.py; the variant of each label: tests/test_registry.py)."""
 from __future__ import annotations
 
-import json
 import re
-import struct
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from lib_lcm import architecture
-from lib_lcm.architecture import (
-    ARCHITECTURES,
-    detect_architecture,
-    detect_checkpoint,
-    lcm_variant_for,
-    read_safetensors_shapes,
-)
+from lib_lcm.architecture import ARCHITECTURES, detect_architecture, detect_checkpoint
 from tests.fixtures import layouts, tiny
 
 LABELS = [label for label in ARCHITECTURES if label != "unknown"]
@@ -29,11 +20,6 @@ def only(shapes, *prefixes):
 
 def without(shapes, *prefixes):
     return {k: v for k, v in shapes.items() if not k.startswith(prefixes)}
-
-
-def write_header(path, header: dict, data: bytes = b"") -> None:
-    raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
 
 
 @pytest.mark.parametrize("label", LABELS)
@@ -131,79 +117,6 @@ def test_non_ldm_models_are_unknown():
     vae_only = only(layouts.real_checkpoint_shapes("sd1"), "first_stage_model.")
     for shapes in (sd3, flux, cascade, lora, vae_only, {}):
         assert detect_architecture(shapes) == "unknown"
-
-
-def test_lcm_variants():
-    assert {label: lcm_variant_for(label) for label in ARCHITECTURES} == {
-        "sd1": "sd15", "sd1-inpaint": "sd15", "sd2": None, "sdxl": "sdxl", "sdxl-inpaint": "sdxl",
-        "ssd1b": "ssd1b", "sdxl-refiner": None, "unknown": None,
-    }
-    assert lcm_variant_for("something else") is None
-
-
-def test_header_shapes_match_safetensors_and_skip_metadata(tiny_models):
-    shapes = read_safetensors_shapes(tiny_models.lcm_lora_sd15)
-    with safe_open(str(tiny_models.lcm_lora_sd15), "pt") as f:
-        assert shapes == {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    assert "__metadata__" not in shapes and shapes
-
-
-def test_reads_the_header_only(tmp_path):
-    # A header whose tensor data is missing: loading any tensor would fail, reading shapes must not.
-    path = tmp_path / "truncated.safetensors"
-    shapes = tiny.tiny_checkpoint_shapes("sdxl")
-    offset, header = 0, {"__metadata__": {"format": "pt"}}
-    for k, v in shapes.items():
-        size = 4
-        for d in v:
-            size *= d
-        header[k] = {"dtype": "F32", "shape": list(v), "data_offsets": [offset, offset + size]}
-        offset += size
-    write_header(path, header)
-    assert read_safetensors_shapes(path) == shapes
-    assert detect_checkpoint(path) == "sdxl"
-
-
-def test_small_real_safetensors_file(tmp_path):
-    path = tmp_path / "x.safetensors"
-    save_file({"a": torch.zeros(2, 3), "b": torch.zeros(())}, str(path), metadata={"k": "v"})
-    assert read_safetensors_shapes(path) == {"a": (2, 3), "b": ()}
-    assert detect_checkpoint(path) == "unknown"
-
-
-def not_safetensors_files(tmp_path):
-    files = {}
-    files["empty"] = b""
-    files["short"] = b"\x01\x02"
-    files["text"] = b"this is a text file, not a model\n" * 4
-    files["huge-length"] = struct.pack("<Q", 2**60) + b"{}"
-    files["not-json"] = struct.pack("<Q", 4) + b"\xff\xfe{}"
-    files["json-list"] = struct.pack("<Q", 2) + b"[]"
-    files["no-shape"] = struct.pack("<Q", 25) + b'{"a": {"dtype": "F32"}} '
-    files["bad-shape"] = struct.pack("<Q", 35) + b'{"a": {"dtype": "F32","shape":[-1]}}'
-    pickle_path = tmp_path / "model.ckpt"
-    torch.save({"state_dict": {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1)}}, pickle_path)
-    files["pickle"] = pickle_path.read_bytes()
-    paths = {}
-    for name, data in files.items():
-        paths[name] = tmp_path / f"{name}.safetensors"
-        paths[name].write_bytes(data)
-    return paths
-
-
-def test_not_safetensors_raises_a_clear_value_error(tmp_path):
-    for name, path in not_safetensors_files(tmp_path).items():
-        with pytest.raises(ValueError, match="is not a safetensors file") as info:
-            read_safetensors_shapes(path)
-        assert str(path) in str(info.value), name
-        assert detect_checkpoint(path) == "unknown", name
-
-
-def test_missing_file_is_an_os_error(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        read_safetensors_shapes(tmp_path / "missing.safetensors")
-    with pytest.raises(FileNotFoundError):
-        detect_checkpoint(tmp_path / "missing.safetensors")
 
 
 def test_every_result_is_a_declared_label():

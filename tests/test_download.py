@@ -18,8 +18,10 @@ from pathlib import Path
 import huggingface_hub.constants as hub_constants
 import pytest
 
-from lib_lcm import weights
+from lib_lcm import errors, lora_files
 from lib_lcm.download import ensure_weights
+from lib_lcm.lora_files import STATE_FOLDER, LoraFiles, make_folders, weights_status
+from lib_lcm.registry import WeightsEntry, parse_registry
 from tests.fakehub import FakeHub, lora_bytes, registry_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,23 +44,27 @@ class Site:
         self.files = files
         self.document = registry_json({
             "sd15": {"repo_id": files["sd15"].repo_id, "revision": files["sd15"].commit,
-                     "size": len(self.payload["sd15"]), "sha256": files["sd15"].sha256},
+                     "size": len(self.payload["sd15"]), "sha256": files["sd15"].sha256,
+                     "architectures": ["sd1", "sd1-inpaint"]},
             "sdxl": {"repo_id": files["sdxl"].repo_id, "revision": files["sdxl"].commit,
                      "size": len(self.payload["sdxl"]), "sha256": files["sdxl"].sha256,
-                     "sd_version": "SDXL", "context_dim": 2048},
+                     "sd_version": "SDXL", "context_dim": 2048, "architectures": ["sdxl", "sdxl-inpaint"]},
             "ssd1b": {"repo_id": files["ssd1b"].repo_id, "revision": "main", "size": None, "sha256": None,
-                      "verified": False, "sd_version": "SDXL", "context_dim": 2048},
+                      "verified": False, "sd_version": "SDXL", "context_dim": 2048, "architectures": ["ssd1b"]},
         })
         self.registry_path = tmp / "registry.json"
         self.registry_path.write_text(json.dumps(self.document))
-        self.registry = weights.parse_registry(self.document)
+        self.registry = parse_registry(self.document)
         self.lines: list[str] = []
 
-    def entry(self, variant="sd15") -> weights.WeightsEntry:
+    def entry(self, variant="sd15") -> WeightsEntry:
         return self.registry[variant]
 
+    def on_disk(self, variant="sd15") -> LoraFiles:
+        return LoraFiles(self.entry(variant), self.lora_dir)
+
     def final(self, variant="sd15") -> Path:
-        return weights.target_path(self.entry(variant), self.lora_dir)
+        return self.on_disk(variant).target
 
     def ensure(self, variant="sd15", **kwargs) -> Path:
         kwargs.setdefault("registry", self.registry)
@@ -103,13 +109,13 @@ def test_fresh_download_installs_verified_file_with_card_and_record(tmp_path, mo
     assert path == site.final("sdxl")
     assert path.read_bytes() == site.payload["sdxl"]
     assert listed_by_webui(site.lora_dir) == [path]
-    card = json.loads(weights.sidecar_path(site.entry("sdxl"), site.lora_dir).read_text())
+    card = json.loads(site.on_disk("sdxl").sidecar.read_text())
     assert card["sd version"] == "SDXL" and card["preferred weight"] == 1.0
     assert site.files["sdxl"].repo_id in card["description"]
-    assert weights.recorded_verification(site.entry("sdxl"), site.lora_dir) == "sha256"
+    assert site.on_disk("sdxl").recorded_verification() == "sha256"
     assert calls[-1] == (len(site.payload["sdxl"]), len(site.payload["sdxl"]))
     assert all(done <= total for done, total in calls)
-    assert not weights.staging_dir(site.entry("sdxl"), site.lora_dir).exists()
+    assert not site.on_disk("sdxl").staging.exists()
 
 
 def test_verified_file_is_returned_without_any_request(site):
@@ -124,10 +130,10 @@ def test_changed_mtime_rehashes_locally_without_network(site):
     site.hub.requests.clear()
     final = site.final()
     os.utime(final, ns=(0, 10**9))
-    assert weights.recorded_verification(site.entry(), site.lora_dir) is None
+    assert site.on_disk().recorded_verification() is None
     site.ensure()
     assert site.hub.requests == []
-    assert weights.recorded_verification(site.entry(), site.lora_dir) == "sha256"
+    assert site.on_disk().recorded_verification() == "sha256"
 
 
 def test_hand_placed_file_is_verified_and_accepted_offline(site, monkeypatch):
@@ -136,7 +142,7 @@ def test_hand_placed_file_is_verified_and_accepted_offline(site, monkeypatch):
     site.final().write_bytes(site.payload["sd15"])
     assert site.ensure() == site.final()
     assert site.hub.requests == []
-    assert weights.is_installed(site.entry(), site.lora_dir)
+    assert site.on_disk().is_installed()
 
 
 def test_good_file_in_a_read_only_folder_is_used_without_a_record(site, monkeypatch):
@@ -144,12 +150,12 @@ def test_good_file_in_a_read_only_folder_is_used_without_a_record(site, monkeypa
     site.final().write_bytes(site.payload["sd15"])
 
     def read_only(path, data):
-        raise weights.filesystem_error(OSError(errno.EROFS, "Read-only file system"), "writing", path)
+        raise errors.filesystem_error(OSError(errno.EROFS, "Read-only file system"), "writing", path)
 
-    monkeypatch.setattr(weights, "write_json_atomic", read_only)
+    monkeypatch.setattr(lora_files, "write_json_atomic", read_only)
     assert site.ensure() == site.final()
     assert site.hub.requests == []
-    assert not weights.is_installed(site.entry(), site.lora_dir)
+    assert not site.on_disk().is_installed()
 
 
 def test_resume_after_transfer_cut_half_way(site):
@@ -185,7 +191,7 @@ def test_truncated_file_at_final_path_is_replaced(site):
 
 
 def test_leftover_from_a_crash_is_installed_without_network(site):
-    part = weights.verifying_path(site.entry(), site.lora_dir)
+    part = site.on_disk().verifying
     part.parent.mkdir(parents=True)
     part.write_bytes(site.payload["sd15"])
     assert site.ensure().read_bytes() == site.payload["sd15"]
@@ -194,7 +200,7 @@ def test_leftover_from_a_crash_is_installed_without_network(site):
 
 def test_wrong_bytes_leave_nothing_at_final_path(site):
     site.hub.corrupt = True
-    with pytest.raises(weights.WeightsVerificationError) as caught:
+    with pytest.raises(errors.WeightsVerificationError) as caught:
         site.ensure()
     message = str(caught.value)
     assert site.entry().sha256 in message and str(site.final()) in message
@@ -206,16 +212,16 @@ def test_wrong_bytes_leave_nothing_at_final_path(site):
 def test_unconfirmed_entry_is_accepted_by_header_and_says_so(site):
     path = site.ensure("ssd1b")
     assert path.read_bytes() == site.payload["ssd1b"]
-    assert weights.recorded_verification(site.entry("ssd1b"), site.lora_dir) == "header"
+    assert site.on_disk("ssd1b").recorded_verification() == "header"
     assert any("not confirmed" in line for line in site.lines)
-    status = {row["variant"]: row for row in weights.weights_status(site.lora_dir, site.registry)}
+    status = {row["variant"]: row for row in weights_status(site.lora_dir, site.registry)}
     assert status["ssd1b"]["verified"] and status["ssd1b"]["verification"] == "header"
     assert not status["ssd1b"]["sha256_known"]
 
 
 def test_unconfirmed_entry_rejects_a_lora_for_another_architecture(site):
     site.hub.files[(site.files["ssd1b"].repo_id, "pytorch_lora_weights.safetensors")].data = lora_bytes(768)
-    with pytest.raises(weights.WeightsVerificationError, match="cross-attention width"):
+    with pytest.raises(errors.WeightsVerificationError, match="cross-attention width"):
         site.ensure("ssd1b")
     assert not site.final("ssd1b").exists()
 
@@ -231,8 +237,8 @@ def test_missing_on_hub_is_not_found_with_manual_hint(site, change):
     else:
         entry["filename"] = "other.safetensors"
     started = time.monotonic()
-    with pytest.raises(weights.WeightsNotFoundError) as caught:
-        site.ensure(registry=weights.parse_registry(document))
+    with pytest.raises(errors.WeightsNotFoundError) as caught:
+        site.ensure(registry=parse_registry(document))
     assert time.monotonic() - started < 10
     message = str(caught.value)
     assert "not found" in message and "save it as" in message and str(site.final()) in message
@@ -243,7 +249,7 @@ def test_renamed_repo_is_followed(site):
     document = json.loads(json.dumps(site.document))
     document["variants"]["sd15"]["repo_id"] = "old-org/lcm-sd15"
     site.hub.renamed["old-org/lcm-sd15"] = site.files["sd15"].repo_id
-    path = site.ensure(registry=weights.parse_registry(document))
+    path = site.ensure(registry=parse_registry(document))
     assert path.read_bytes() == site.payload["sd15"]
     assert [r.status for r in site.hub.requests if r.path.startswith("/old-org/")][0] == 307
 
@@ -251,7 +257,7 @@ def test_renamed_repo_is_followed(site):
 def test_server_error_fails_fast_without_backoff(site):
     site.hub.status = 500
     started = time.monotonic()
-    with pytest.raises(weights.WeightsNetworkError, match="HTTP 500"):
+    with pytest.raises(errors.WeightsNetworkError, match="HTTP 500"):
         site.ensure()
     assert time.monotonic() - started < 10  # huggingface_hub alone would back off for ~23 s
     assert len(site.hub.requests) == 1
@@ -260,30 +266,30 @@ def test_server_error_fails_fast_without_backoff(site):
 def test_connection_refused(site):
     with FakeHub() as closed:
         dead = closed.url
-    with pytest.raises(weights.WeightsNetworkError) as caught:
+    with pytest.raises(errors.WeightsNetworkError) as caught:
         site.ensure(endpoint=dead)
-    assert not isinstance(caught.value, weights.WeightsTimeoutError)
+    assert not isinstance(caught.value, errors.WeightsTimeoutError)
     assert "refused" in str(caught.value)
 
 
 def test_stalled_server_times_out_within_bound(site):
     site.hub.stall_head = True
     started = time.monotonic()
-    with pytest.raises(weights.WeightsTimeoutError, match="within 1 s"):
+    with pytest.raises(errors.WeightsTimeoutError, match="within 1 s"):
         site.ensure(timeout=1)
     assert time.monotonic() - started < 20
 
 
 def test_offline_mode_fails_at_once_without_requests(site, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(weights.WeightsOfflineError) as caught:
+    with pytest.raises(errors.WeightsOfflineError) as caught:
         site.ensure()
     assert site.hub.requests == []
     assert "first use" in str(caught.value) and str(site.final()) in str(caught.value)
 
 
 def test_download_not_allowed_uses_only_what_is_on_disk(site):
-    with pytest.raises(weights.WeightsDownloadDisabledError) as caught:
+    with pytest.raises(errors.WeightsDownloadDisabledError) as caught:
         site.ensure(allow_download=False)
     assert site.hub.requests == [] and str(site.final()) in str(caught.value)
     site.final().write_bytes(site.payload["sd15"])
@@ -310,7 +316,7 @@ def _make_unwritable(folder: Path):
 
 def test_read_only_target_folder(site):
     folder = site.final().parent
-    (folder / weights.STATE_FOLDER).mkdir(parents=True)
+    (folder / STATE_FOLDER).mkdir(parents=True)
     undo = _make_unwritable(folder)
     lora_dir = site.lora_dir
     if undo is None:  # root without the immutable attribute: sysfs refuses new folders with EPERM
@@ -318,13 +324,13 @@ def test_read_only_target_folder(site):
             pytest.skip("no way to make a folder read-only for root here")
         lora_dir = Path("/sys/lcm-lora-test")
     try:
-        with pytest.raises(weights.WeightsPermissionError) as caught:
+        with pytest.raises(errors.WeightsPermissionError) as caught:
             site.ensure(lora_dir=lora_dir)
     finally:
         if undo:
             undo()
     assert "writable" in str(caught.value)
-    assert not weights.target_path(site.entry(), lora_dir).exists()
+    assert not LoraFiles(site.entry(), lora_dir).target.exists()
 
 
 class _FullDisk:
@@ -357,14 +363,14 @@ def test_disk_full_while_writing(site, monkeypatch):
         return _FullDisk(handle, 2048) if self.name.endswith(".incomplete") and "b" in mode else handle
 
     monkeypatch.setattr(pathlib.Path, "open", open_on_small_disk)
-    with pytest.raises(weights.WeightsDiskFullError, match="free some space"):
+    with pytest.raises(errors.WeightsDiskFullError, match="free some space"):
         site.ensure()
     assert not site.final().exists()
 
 
 def test_disk_too_small_is_refused_before_downloading(site, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
-    with pytest.raises(weights.WeightsDiskFullError):
+    with pytest.raises(errors.WeightsDiskFullError):
         site.ensure()
     assert site.hub.gets() == []
 
@@ -372,10 +378,10 @@ def test_disk_too_small_is_refused_before_downloading(site, monkeypatch):
 def test_busy_lock_gives_up_after_lock_timeout(site):
     from filelock import FileLock
 
-    weights.make_folders(site.lora_dir)
-    holder = FileLock(str(weights.lock_path(site.entry(), site.lora_dir)))
+    make_folders(site.lora_dir)
+    holder = FileLock(str(site.on_disk().lock))
     with holder:
-        with pytest.raises(weights.WeightsBusyError, match="locked"):
+        with pytest.raises(errors.WeightsBusyError, match="locked"):
             site.ensure(lock_timeout=0.2)
     assert site.hub.requests == []
 

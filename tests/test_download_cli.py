@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm import weights
+from lib_lcm import errors
 from tests.fakehub import FakeHub
 from tests.test_download import Site
 
@@ -31,7 +31,7 @@ def cli(site: Site, *args: str, **env) -> subprocess.CompletedProcess:
 def test_download_then_status(site):
     done = cli(site, "download", "--variant", "sd15,sdxl", "--lora-dir", str(site.lora_dir), "--progress-lines")
     assert done.returncode == 0, done.stderr
-    assert f"sd15 ready: {site.final('sd15')}" in done.stdout and "test-sdxl 100% of" in done.stdout
+    assert f"sd15 ready: {site.final('sd15')}" in done.stdout and "LCM-LoRA: Downloading test-sdxl: 100% of" in done.stdout
     assert site.final("sdxl").read_bytes() == site.payload["sdxl"]
     status = cli(site, "status", "--json", "--lora-dir", str(site.lora_dir))
     rows = {row["variant"]: row for row in json.loads(status.stdout)}
@@ -60,5 +60,20 @@ def test_filesystem_failure_exit_code(site, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     done = cli(site, "download", "-v", "sd15", "--lora-dir", str(blocker / "Lora"))
-    assert done.returncode == weights.WeightsFilesystemError.exit_code == 6
+    assert done.returncode == errors.WeightsFilesystemError.exit_code == 6
     assert "Traceback" not in done.stderr
+
+
+def test_progress_lines_print_once_per_tenth_in_the_shared_wording(capsys):
+    from lib_lcm.__main__ import _ProgressLines
+
+    lines = _ProgressLines("lcm-lora-sdv1-5")
+    total = 134_621_556
+    for done in (0, total // 20, total // 10 + 1, total // 10 + 5, total * 36 // 100, total):
+        lines(done, total)
+    lines(total, None)  # no total: no tenths to count
+    assert capsys.readouterr().out.splitlines() == [
+        "LCM-LoRA: Downloading lcm-lora-sdv1-5: 10% of 134.6 MB",
+        "LCM-LoRA: Downloading lcm-lora-sdv1-5: 35% of 134.6 MB",
+        "LCM-LoRA: Downloading lcm-lora-sdv1-5: 100% of 134.6 MB",
+    ]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm import weights
 from lib_lcm.download import ensure_weights
+from lib_lcm.lora_files import LoraFiles, weights_status
 from tests.fakehub import FakeHub
 from tests.fixtures import layouts
 from tests.test_download import Site
@@ -89,7 +89,7 @@ def test_fast_path_makes_no_request_prints_nothing_and_imports_nothing_heavy(web
 
 
 def test_hand_placed_file_is_verified_once_without_network(webui):
-    final = weights.target_path(webui.entry("sd15"), webui.lora_dir)
+    final = webui.on_disk("sd15").target
     final.parent.mkdir(parents=True)
     final.write_bytes(webui.payload["sd15"])
     done = webui.install()
@@ -103,7 +103,7 @@ def test_missing_weights_go_to_the_commandline_lora_dir(webui):
     args = f"--xformers --lora-dir {shlex.quote(str(lora_dir))} --api"
     done = webui.install(COMMANDLINE_ARGS=args)
     assert done.returncode == 0, done.stdout + done.stderr
-    final = weights.target_path(webui.entry("sd15"), lora_dir)
+    final = LoraFiles(webui.entry("sd15"), lora_dir).target
     assert final.read_bytes() == webui.payload["sd15"]
     assert "installed" in done.stdout and "Traceback" not in done.stdout + done.stderr
     assert not (webui.root / "models" / "Lora").exists()
@@ -113,8 +113,8 @@ def test_auto_mode_fetches_the_variant_of_the_checkpoints_found(webui):
     webui.add_checkpoint("sdxl")
     done = webui.install()
     assert done.returncode == 0, done.stdout + done.stderr
-    assert weights.is_installed(webui.entry("sdxl"), webui.lora_dir)
-    assert not weights.target_path(webui.entry("sd15"), webui.lora_dir).exists()
+    assert webui.on_disk("sdxl").is_installed()
+    assert not webui.on_disk("sd15").target.exists()
 
 
 def test_explicit_variant_list_and_none(webui):
@@ -122,7 +122,7 @@ def test_explicit_variant_list_and_none(webui):
     assert webui.hub.requests == []
     done = webui.install(LCM_LORA_DOWNLOAD="sdxl,ssd1b")
     assert done.returncode == 0, done.stdout + done.stderr
-    installed = [row["variant"] for row in weights.weights_status(webui.lora_dir, webui.registry) if row["verified"]]
+    installed = [row["variant"] for row in weights_status(webui.lora_dir, webui.registry) if row["verified"]]
     assert installed == ["sdxl", "ssd1b"]
 
 
@@ -160,7 +160,7 @@ def test_start_up_wait_is_bounded_and_the_download_finishes_in_background(webui)
         assert done.returncode == 0 and "background" in done.stdout and pid, done.stdout + done.stderr
         assert returned_after < 60
         assert webui.hub.get_started.wait(60), "the background download never started"
-        assert not weights.target_path(webui.entry("sd15"), webui.lora_dir).exists()
+        assert not webui.on_disk("sd15").target.exists()
         webui.hub.gate.set()
         # Same call as the WebUI's first use: waits on the worker's lock, then sees its verified file.
         path = ensure_weights("sd15", webui.lora_dir, registry=webui.registry, endpoint=webui.hub.url,

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm import prompt_tags
+from lib_lcm import prompt_tags, registry
 
 ROOT = Path(__file__).resolve().parents[1]
 JS_TESTS = ROOT / "tests" / "js"
 CASES = json.loads((ROOT / "tests" / "prompt_tag_cases.json").read_text(encoding="utf-8"))["cases"]
+# What tests/js/prompt_tags_calls.mjs uses when a call names no stems: the shipped registry's.
+SHIPPED_STEMS = list(registry.stems(registry.load_registry(registry.default_registry_path())))
+CUSTOM_STEMS = ["My-LCM", "lcm-lora-sdxl"]
 MIN_NODE = (18, 15)  # node:test with --test-reporter
 
 
@@ -56,7 +59,7 @@ PIECES = [
     "<lora:lcm>", "<lora:lcm:0.5>", "<lora:LCM:1:0.5>", "<lyco:lcm:te=0.3>", "<lora:lcm-lora-sdv1-5:1>",
     "<lora:lcm-lora-sdxl:0.8>", "<lora:LCM-LoRA-SSD-1B:unet=0.6>", "<lora:lcm-lora-sdv1-5:abc>", "<lora: lcm :1e0>",
     "<lora:x=1:lcm:.5>", "<lora:lcm-lora-sdxl:dyn=4>", "<lora:lcm:inf>", "<é:", "<", ">", ":", "=", "<foo:", "<lora", ":lcm-lora-sdxl>",
-    "<lora:", "lcm", ",", ", ", " ", "  ", "\t", "\n", "\r\n", "\u3000", "\xa0",
+    "<lora:", "lcm", ",", ", ", " ", "  ", "\t", "\n", "\r\n", "\u3000", "\xa0", "<lora:my-lcm:0.5>", "<lyco:MY-LCM>",
 ]
 WEIGHTS = [0, -0.0, 1, 1.0, 0.8, 0.30000000000000004, 0.0078125, -0.0078125, 2.5e-7, 123456.789, 999999.9999999, 1e6]
 
@@ -65,10 +68,13 @@ def random_calls(rng: random.Random, count: int) -> list[dict]:
     calls = []
     for _ in range(count):
         prompt = "".join(rng.choice(PIECES) for _ in range(rng.randrange(8)))
-        stem = rng.choice(prompt_tags.LCM_STEMS)
+        stems = CUSTOM_STEMS if rng.random() < 0.25 else SHIPPED_STEMS
+        stem = rng.choice(stems)
         weight = rng.choice(WEIGHTS) if rng.random() < 0.5 else round(rng.uniform(-3, 3), rng.randrange(1, 9))
         fn = rng.choice(["find", "has_alias", "apply", "apply", "remove", "resolve", "format_weight"])
         args = {"prompt": prompt, "stem": stem, "weight": weight}
+        if stems is CUSTOM_STEMS:
+            args["stems"] = stems
         if fn == "apply":
             args["respect_user_weight"] = rng.random() < 0.5
         if fn == "remove" and rng.random() < 0.5:
@@ -79,14 +85,16 @@ def random_calls(rng: random.Random, count: int) -> list[dict]:
 
 def python_result(call: dict):
     a = call["args"]
+    stems = a.get("stems", SHIPPED_STEMS)
     try:
         if call["fn"] == "find":
-            return {"result": [dataclasses.asdict(t) for t in prompt_tags.find_lcm_tags(a["prompt"])]}
+            return {"result": [dataclasses.asdict(t) for t in prompt_tags.find_lcm_tags(a["prompt"], stems)]}
         result = {
             "has_alias": lambda: prompt_tags.has_lcm_alias(a["prompt"]),
-            "apply": lambda: prompt_tags.apply_lcm_tag(a["prompt"], a["stem"], a["weight"], a["respect_user_weight"]),
-            "remove": lambda: prompt_tags.remove_lcm_tag(a["prompt"], a["stem"]),
-            "resolve": lambda: prompt_tags.resolve_lcm_alias(a["prompt"], a["stem"]),
+            "apply": lambda: prompt_tags.apply_lcm_tag(a["prompt"], a["stem"], a["weight"], stems,
+                                                       a["respect_user_weight"]),
+            "remove": lambda: prompt_tags.remove_lcm_tag(a["prompt"], stems, a["stem"]),
+            "resolve": lambda: prompt_tags.resolve_lcm_alias(a["prompt"], a["stem"], stems),
             "format_weight": lambda: prompt_tags.format_weight(a["weight"]),
         }[call["fn"]]()
         return {"result": result}

@@ -1,4 +1,5 @@
-"""The LCM-LoRA panel (lib_lcm/webui_ui.py) against a thin fake of gradio 3.41 and the WebUI's `modules`.
+"""The LCM-LoRA panel, its status line and settings (lib_lcm_webui.panel/status/settings) against the thin fake of
+gradio 3.41 and the WebUI's `modules` in tests/fake_webui.py.
 
 The fake records what the panel creates (components, their kwargs, event listeners); the real page is
 exercised by tests/e2e/test_browser.py.
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import threading
 import types
 from contextlib import contextmanager
@@ -15,52 +15,27 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm import webui_ui
 from lib_lcm.params import PARAMS
+from tests.fake_webui import fake_webui
 
 ROOT = Path(__file__).resolve().parents[1]
 PANEL_JS = (ROOT / "javascript" / "lcm_lora_panel.js").read_text(encoding="utf-8")
 
 
-class Block:
-    """A gradio block: remembers its kwargs and the event listeners attached to it."""
+class _Glue:
+    """The glue's panel, status and settings modules as `fake_host` last imported them (they stay usable after
+    the fake host is uninstalled, for assertions after the `with`)."""
 
-    def __init__(self, value=None, **kwargs):
-        self.value = value if value is not None else kwargs.get("value")
-        self.kwargs = kwargs
-        self.elem_id = kwargs.get("elem_id")
-        self.events = []
-        self.ui.created.append(self)
-        if self.ui.root is not None:
-            self.ui.root.blocks[id(self)] = self
+    modules = ()
 
-    def _listen(self, name, **kwargs):
-        self.events.append((name, kwargs))
-        return types.SimpleNamespace(then=lambda **more: self.events.append(("then", more)))
-
-    def change(self, **kwargs):
-        return self._listen("change", **kwargs)
-
-    def click(self, **kwargs):
-        return self._listen("click", **kwargs)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    def __getattr__(self, name):
+        for module in self.modules:
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(name)
 
 
-def fake_gradio():
-    ui = types.SimpleNamespace(created=[], root=types.SimpleNamespace(blocks={}))
-    gr = types.ModuleType("gradio")
-    for name in ("Slider", "Radio", "Checkbox", "Textbox", "HTML", "Button", "Row", "Accordion", "Column"):
-        setattr(gr, name, type(name, (Block,), {"ui": ui}))
-    gr.update = lambda **kwargs: {"__type__": "update", **kwargs}
-    context = types.ModuleType("gradio.context")
-    context.Context = types.SimpleNamespace(root_block=ui.root)
-    gr.context = context
-    return gr, context, ui
+glue = _Glue()
 
 
 class FakeScript:
@@ -77,39 +52,17 @@ class FakeScript:
 
 @contextmanager
 def fake_host(opts=None, input_accordion=True):
-    gr, context, ui = fake_gradio()
-    modules = types.ModuleType("modules")
-    modules.__path__ = []
-    shared = types.ModuleType("modules.shared")
-    shared.opts = types.SimpleNamespace(**(opts or {}))
-    shared.opts.added = {}
-    shared.opts.add_option = lambda key, info: shared.opts.added.__setitem__(key, info)
-    shared.OptionInfo = lambda default, label, component=None, component_args=None, **kw: types.SimpleNamespace(
-        default=default, label=label, component=component, component_args=component_args, **kw)
-    shared.cmd_opts = types.SimpleNamespace(lora_dir="")
-    sd_models = types.ModuleType("modules.sd_models")
-    sd_models.select_checkpoint = lambda: None  # no checkpoint selected (A1111 and Forge have this function)
-    ui_components = types.ModuleType("modules.ui_components")
-    if input_accordion:
-        ui_components.InputAccordion = type("InputAccordion", (gr.Checkbox,), {})
-    modules.shared, modules.ui_components, modules.sd_models = shared, ui_components, sd_models
-    installed = {"gradio": gr, "gradio.context": context, "modules": modules, "modules.shared": shared,
-                 "modules.ui_components": ui_components, "modules.sd_models": sd_models}
-    saved = {name: sys.modules.get(name) for name in installed}
-    sys.modules.update(installed)
-    try:
-        yield types.SimpleNamespace(gr=gr, ui=ui, shared=shared, sd_models=sd_models)
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+    with fake_webui(opts=opts, input_accordion=input_accordion) as host:
+        from lib_lcm_webui import panel, settings, status
+
+        host.shared.sd_model = None
+        glue.modules = (panel, status, settings)
+        yield host
 
 
 def host_controls(gr, tab, with_scheduler=True):
     """The WebUI tab's own controls the panel drives (1.10 layout; no schedule type before 1.9)."""
-    ids = dict(webui_ui.host_elem_ids(tab))
+    ids = dict(glue.host_elem_ids(tab))
     if not with_scheduler:
         ids.pop("scheduler")
         ids.pop("hr_scheduler", None)
@@ -118,7 +71,7 @@ def host_controls(gr, tab, with_scheduler=True):
 
 def build(host, tab="txt2img", with_scheduler=True, controls=True):
     script = FakeScript()
-    inputs = webui_ui.build_panel(script, is_img2img=tab == "img2img")
+    inputs = glue.build_panel(script, is_img2img=tab == "img2img")
     created = {block.elem_id: block for block in host.ui.created}
     if controls:
         host_controls(host.gr, tab, with_scheduler)
@@ -131,7 +84,7 @@ def test_inputs_are_in_the_public_api_order_with_stable_elem_ids(tab):
     with fake_host() as host:
         _, inputs, _ = build(host, tab)
     assert [c.elem_id for c in inputs] == [f"lcm_lora_{tab}_{p.key}" for p in PARAMS]
-    assert [webui_ui.elem_id(tab, p.key) for p in PARAMS] == [c.elem_id for c in inputs]
+    assert [glue.elem_id(tab, p.key) for p in PARAMS] == [c.elem_id for c in inputs]
 
 
 def test_panel_is_an_input_accordion_titled_lcm_lora_closed_and_off():
@@ -196,7 +149,7 @@ def js_config(js):
 def test_page_logic_gets_panel_and_host_controls_in_the_order_it_names_them(tab, with_scheduler):
     with fake_host() as host:
         script = FakeScript()
-        inputs = webui_ui.build_panel(script, is_img2img=tab == "img2img")
+        inputs = glue.build_panel(script, is_img2img=tab == "img2img")
         controls = host_controls(host.gr, tab, with_scheduler)
         script.component_created(f"generation_info_{tab}")
     panel = dict(zip([p.key for p in PARAMS], inputs, strict=True))
@@ -244,8 +197,8 @@ def test_status_line_refreshes_on_enable_on_request_and_after_download():
         _, inputs, created = build(host)
     status, download, refresh = (created[f"lcm_lora_txt2img_{key}"] for key in ("status", "download", "refresh"))
     server_events = {(name, kw["fn"]) for name, kw in inputs[0].events + refresh.events + download.events if kw.get("fn")}
-    assert server_events == {("change", webui_ui.refresh_status), ("click", webui_ui.refresh_status),
-                             ("click", webui_ui.download_weights)}
+    assert server_events == {("change", glue.refresh_status), ("click", glue.refresh_status),
+                             ("click", glue.download_weights)}
     for _, kw in inputs[0].events + refresh.events + download.events:
         if kw.get("fn"):
             assert kw["outputs"] == [status, download]
@@ -294,17 +247,17 @@ def test_send_to_copies_every_panel_input_by_name_in_the_same_order_in_both_tabs
     assert [c.elem_id.replace("txt2img", "img2img") for c in sources] == [c.elem_id for c in targets]
     assert {c.elem_id for c in targets} == {c.elem_id for c in img_inputs}, "every panel input travels"
     # Names no infotext contains: a parameters paste reads these components from their infotext entries.
-    assert not set(webui_ui.SEND_TO_FIELDS.values()) & {p.infotext for p in PARAMS}
+    assert not set(glue.SEND_TO_FIELDS.values()) & {p.infotext for p in PARAMS}
 
 
 def test_settings_section_has_the_defaults_and_policies():
     with fake_host() as host:
-        webui_ui.register_settings()
+        glue.register_settings()
         added = host.shared.opts.added
     assert {"lcm_lora_steps", "lcm_lora_cfg_scale", "lcm_lora_weight", "lcm_lora_mode", "lcm_lora_tcd_gamma",
             "lcm_lora_download", "lcm_lora_warnings"} <= set(added)
-    assert all(info.section == webui_ui.SETTINGS_SECTION for info in added.values())
-    assert added["lcm_lora_download"].component_args["choices"] == list(webui_ui.DOWNLOAD_POLICIES)
+    assert all(info.section == glue.SECTION for info in added.values())
+    assert added["lcm_lora_download"].component_args["choices"] == list(glue.DOWNLOAD_POLICIES)
     assert added["lcm_lora_steps"].default == 4 and added["lcm_lora_cfg_scale"].default == 1.0
 
 
@@ -317,24 +270,30 @@ def fake_model(tmp_path, is_sd2=False):
 
 
 def test_status_names_the_variant_and_whether_its_file_is_there(tmp_path):
+    with fake_host():
+        status_names_the_variant_and_whether_its_file_is_there(tmp_path)
+
+
+def status_names_the_variant_and_whether_its_file_is_there(tmp_path):
     model = fake_model(tmp_path)
-    missing = webui_ui.panel_status(model, tmp_path / "Lora")
+    missing = glue.panel_status(model, tmp_path / "Lora")
     assert (missing.checkpoint, missing.variant, missing.stem) == ("my-model", "sd15", "lcm-lora-sdv1-5")
     assert missing.needs_download
     target = tmp_path / "Lora" / "LCM-LoRA" / "lcm-lora-sdv1-5.safetensors"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"x")
-    present = webui_ui.panel_status(model, tmp_path / "Lora")
+    present = glue.panel_status(model, tmp_path / "Lora")
     assert present.installed and not present.needs_download
-    text = webui_ui.status_html(present)
+    text = glue.status_html(present)
     assert 'data-lcm-stem="lcm-lora-sdv1-5"' in text and "installed" in text and "my-model" in text
-    assert "not installed" in webui_ui.status_html(missing)
+    assert "not installed" in glue.status_html(missing)
 
 
 def test_status_for_an_unsupported_checkpoint_says_so_and_offers_no_download(tmp_path):
-    status = webui_ui.panel_status(fake_model(tmp_path, is_sd2=True), tmp_path)
-    assert status.stem is None and not status.needs_download
-    text = webui_ui.status_html(status)
+    with fake_host():
+        status = glue.panel_status(fake_model(tmp_path, is_sd2=True), tmp_path)
+        assert status.stem is None and not status.needs_download
+        text = glue.status_html(status)
     assert 'data-lcm-stem=""' in text
     assert "(SD 2.x)" in text and "not supported for this model" in text and "SD 1.5, SDXL and SSD-1B" in text
 
@@ -347,9 +306,10 @@ def test_placeholder_status_carries_no_stem_so_the_page_waits_for_the_real_one()
 
 
 def test_status_without_a_model_and_html_escaping():
-    assert webui_ui.panel_status(None, "").problem == "No checkpoint is loaded yet."
-    text = webui_ui.status_html(webui_ui.PanelStatus(checkpoint='<b>"x"</b>', architecture="sd1",
-                                                     stem="lcm-lora-sdv1-5", installed=True))
+    with fake_host():
+        assert glue.panel_status(None, "").problem == "No checkpoint is loaded yet."
+        text = glue.status_html(glue.PanelStatus(checkpoint='<b>"x"</b>', architecture="sd1",
+                                                 stem="lcm-lora-sdv1-5", installed=True))
     assert "&lt;b&gt;&quot;x&quot;&lt;/b&gt;" in text and '<b>"x"</b>' not in text
 
 
@@ -363,10 +323,10 @@ def test_status_before_forge_loads_the_checkpoint_describes_the_selected_one(tmp
     with fake_host() as host:
         host.shared.sd_model = forge_placeholder
         host.shared.cmd_opts.lora_dir = str(tmp_path / "Lora")
-        assert "data-lcm-stem=\"\"" in webui_ui.refresh_status()[0]  # nothing selected: no LoRA to tag
+        assert "data-lcm-stem=\"\"" in glue.refresh_status()[0]  # nothing selected: no LoRA to tag
         host.sd_models.select_checkpoint = lambda: types.SimpleNamespace(
             filename=str(checkpoint), name_for_extra="picked-in-settings")
-        html, button = webui_ui.refresh_status()
+        html, button = glue.refresh_status()
     assert 'data-lcm-stem="lcm-lora-sdv1-5"' in html and "picked-in-settings" in html and "(SD 1.x)" in html
     assert button == {"__type__": "update", "visible": True}  # not installed: Download offered
 
@@ -391,8 +351,8 @@ def test_download_button_shows_progress_then_the_installed_status(tmp_path, monk
     with fake_host() as host:
         host.shared.sd_model = fake_model(tmp_path)
         host.shared.cmd_opts.lora_dir = str(lora_dir)
-        first_html, first_button = webui_ui.refresh_status()
-        updates = webui_ui.download_weights()
+        first_html, first_button = glue.refresh_status()
+        updates = glue.download_weights()
         steps = [next(updates)]  # the download is running (held by `release`) when the first update comes
         release.set()
         steps += list(updates)
@@ -407,15 +367,53 @@ def test_download_button_shows_progress_then_the_installed_status(tmp_path, monk
 
 
 def test_download_error_is_shown_in_the_status_line(tmp_path, monkeypatch):
-    from lib_lcm import download, weights
+    from lib_lcm import download, errors
 
     def offline(*args, **kwargs):
-        raise weights.WeightsOfflineError("lcm-lora-sdv1-5 is not installed and HF_HUB_OFFLINE is set")
+        raise errors.WeightsOfflineError("lcm-lora-sdv1-5 is not installed and HF_HUB_OFFLINE is set")
 
     monkeypatch.setattr(download, "ensure_weights", offline)
     with fake_host() as host:
         host.shared.sd_model = fake_model(tmp_path)
         host.shared.cmd_opts.lora_dir = str(tmp_path)
-        final_html, final_button = list(webui_ui.download_weights())[-1]
+        final_html, final_button = list(glue.download_weights())[-1]
     assert "HF_HUB_OFFLINE is set" in final_html
     assert final_button == {"__type__": "update", "visible": True}
+
+
+def custom_registry(tmp_path, monkeypatch, **stems):
+    from lib_lcm import registry
+
+    data = json.loads(registry.default_registry_path().read_text(encoding="utf-8"))
+    for variant, stem in stems.items():
+        data["variants"][variant]["stem"] = stem
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setenv(registry.REGISTRY_ENV, str(path))
+
+
+def test_page_config_carries_the_registrys_stems_and_the_host_targets(tmp_path, monkeypatch):
+    custom_registry(tmp_path, monkeypatch, sd15="my-lcm-sd15", sdxl="my-lcm-xl", ssd1b="my-lcm-ssd")
+    with fake_host():
+        config = glue.page_config("txt2img", ["enabled"], ["prompt"])
+    assert config["stems"] == ["my-lcm-sd15", "my-lcm-xl", "my-lcm-ssd"]
+    # tests/js/panel_logic.test.mjs runs the page logic with these targets.
+    assert config["fixed"] == {"scheduler": "Automatic", "hr_sampler": "Use same sampler",
+                               "hr_scheduler": "Use same scheduler", "hr_steps": 0}
+    assert config["samplers"] == {"LCM": "LCM-LoRA", "TCD": "LCM-LoRA TCD"}
+
+
+def test_status_names_a_custom_registry_stem(tmp_path, monkeypatch):
+    custom_registry(tmp_path, monkeypatch, sd15="my-lcm-sd15")
+    with fake_host():
+        text = glue.status_html(glue.panel_status(fake_model(tmp_path), tmp_path / "Lora"))
+    assert 'data-lcm-stem="my-lcm-sd15"' in text and "<code>my-lcm-sd15</code>" in text
+
+
+def test_settings_defaults_are_the_parameter_tables():
+    with fake_host() as host:
+        glue.register_settings()
+        added = host.shared.opts.added
+    for param in PARAMS:
+        if param.setting:
+            assert added[param.setting].default == param.default and added[param.setting].label == param.setting_label

@@ -67,3 +67,19 @@ def test_guard_rail_warnings_only_when_enabled_and_outside_the_useful_range():
     assert len(warned.warnings) == 2
     assert "CFG 2.5 > 2" in warned.warnings[0] and "12 steps > 8" in warned.warnings[1]
     assert parse_script_args([False, 12, 2.5]).warnings == ()
+
+
+def test_settings_hold_exactly_the_tables_keys_and_defaults():
+    from dataclasses import fields
+
+    from lib_lcm.params import DEFAULTS, LcmSettings
+
+    assert tuple(f.name for f in fields(LcmSettings) if f.name != "warnings") == PARAM_KEYS
+    assert LcmSettings().as_dict() == DEFAULTS
+
+
+def test_each_mode_runs_its_own_sampler_never_the_hosts_lcm():
+    from lib_lcm.params import MODES, SAMPLER_NAMES, LcmSettings
+
+    names = [LcmSettings(mode=mode).sampler_name for mode in MODES]
+    assert names == list(SAMPLER_NAMES) and "LCM" not in names and len(set(names)) == len(MODES)

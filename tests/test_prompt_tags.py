@@ -10,28 +10,43 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_lcm import prompt_tags
-from lib_lcm.prompt_tags import (
-    LCM_STEMS,
-    apply_lcm_tag,
-    find_lcm_tags,
-    format_weight,
-    has_lcm_alias,
-    remove_lcm_tag,
-    resolve_lcm_alias,
-)
+from lib_lcm import prompt_tags, registry
+from lib_lcm.prompt_tags import format_weight, has_lcm_alias
 
 CASES = json.loads((Path(__file__).parent / "prompt_tag_cases.json").read_text(encoding="utf-8"))["cases"]
+# The stems of the shipped registry (their one home); a case may give its own ("stems" in its args).
+LCM_STEMS = registry.stems(registry.load_registry(registry.default_registry_path()))
+
+
+def find_lcm_tags(prompt):
+    return prompt_tags.find_lcm_tags(prompt, LCM_STEMS)
+
+
+def apply_lcm_tag(prompt, stem, weight, respect_user_weight=False):
+    return prompt_tags.apply_lcm_tag(prompt, stem, weight, LCM_STEMS, respect_user_weight=respect_user_weight)
+
+
+def remove_lcm_tag(prompt, stem=None):
+    return prompt_tags.remove_lcm_tag(prompt, LCM_STEMS, stem)
+
+
+def resolve_lcm_alias(prompt, stem):
+    return prompt_tags.resolve_lcm_alias(prompt, stem, LCM_STEMS)
+
+
+def stems_of(args):
+    return args.get("stems", LCM_STEMS)
+
 
 FUNCTIONS = {
     "format_weight": lambda a: format_weight(a["weight"]),
-    "find": lambda a: [dataclasses.asdict(tag) for tag in find_lcm_tags(a["prompt"])],
+    "find": lambda a: [dataclasses.asdict(tag) for tag in prompt_tags.find_lcm_tags(a["prompt"], stems_of(a))],
     "has_alias": lambda a: has_lcm_alias(a["prompt"]),
-    "apply": lambda a: apply_lcm_tag(
-        a["prompt"], a["stem"], a["weight"], respect_user_weight=a.get("respect_user_weight", False)
+    "apply": lambda a: prompt_tags.apply_lcm_tag(
+        a["prompt"], a["stem"], a["weight"], stems_of(a), respect_user_weight=a.get("respect_user_weight", False)
     ),
-    "remove": lambda a: remove_lcm_tag(a["prompt"], a.get("stem")),
-    "resolve": lambda a: resolve_lcm_alias(a["prompt"], a["stem"]),
+    "remove": lambda a: prompt_tags.remove_lcm_tag(a["prompt"], stems_of(a), a.get("stem")),
+    "resolve": lambda a: prompt_tags.resolve_lcm_alias(a["prompt"], a["stem"], stems_of(a)),
 }
 
 
@@ -58,6 +73,16 @@ def test_errors_name_the_problem():
         format_weight("0.8")
     with pytest.raises(TypeError, match="prompt must be a string"):
         remove_lcm_tag(None)
+
+
+def test_stems_come_from_the_caller_not_a_built_in_list():
+    custom = ("my-lcm-sd15", "My-LCM-XL")
+    prompt = "a <lora:lcm-lora-sdv1-5:1> <lora:my-lcm-xl:0.5>"
+    assert [t.stem for t in prompt_tags.find_lcm_tags(prompt, custom)] == ["My-LCM-XL"]
+    assert prompt_tags.apply_lcm_tag(prompt, "my-lcm-sd15", 1, custom) == "a <lora:lcm-lora-sdv1-5:1> <lora:my-lcm-sd15:1>"
+    assert prompt_tags.resolve_lcm_alias("<lora:lcm:0.7>", "My-LCM-XL", custom) == "<lora:My-LCM-XL:0.7>"
+    with pytest.raises(ValueError, match="unknown LCM-LoRA file stem 'lcm-lora-sdxl'"):
+        prompt_tags.apply_lcm_tag("a", "lcm-lora-sdxl", 1, custom)
 
 
 def test_find_offsets_index_the_prompt():

@@ -3,14 +3,15 @@
 Only layouts are checked here (the 1.8 GB file is built by bench/, not by the test suite)."""
 from __future__ import annotations
 
-from lib_lcm.architecture import detect_architecture, lcm_variant_for
+from lib_lcm.architecture import detect_architecture
+from lib_lcm.registry import default_registry_path, load_registry, variant_for_architecture
 from tests.fixtures import layouts, slim
 
 
 def test_slim_model_is_detected_as_sd15_and_gets_the_sd15_lora():
     shapes = layouts.checkpoint_shapes(slim.slim_layout(real_clip=False, real_vae=False))
     assert detect_architecture(shapes) == "sd1"
-    assert lcm_variant_for("sd1") == "sd15"
+    assert variant_for_architecture("sd1", load_registry(default_registry_path())) == "sd15"
 
 
 def test_slim_unet_is_sd15s_and_its_lora_has_the_released_rank():

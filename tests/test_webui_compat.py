@@ -1,4 +1,4 @@
-"""lib_lcm.webui_compat against stand-ins of each host generation (A1111 1.6 - 1.10); the real hosts run in
+"""lib_lcm_webui.compat against stand-ins of each host generation (A1111 1.6 - 1.10); the real hosts run in
 tests/e2e (see docs/compatibility.md)."""
 from __future__ import annotations
 
@@ -9,7 +9,21 @@ import types
 
 import pytest
 
-from lib_lcm import webui_compat
+from tests.fake_webui import fake_webui
+
+
+@pytest.fixture
+def host():
+    with fake_webui() as fake:
+        from lib_lcm_webui import compat
+
+        fake.compat = compat
+        yield fake
+
+
+@pytest.fixture
+def webui_compat(host):
+    return host.compat
 
 
 class Denoiser:
@@ -35,19 +49,19 @@ def processing(**attributes):
 
 
 @pytest.mark.parametrize("padded", [True, False])
-def test_sampler_infotext_before_1_8_writes_pad_conds_only_when_padded(padded):
+def test_sampler_infotext_before_1_8_writes_pad_conds_only_when_padded(webui_compat, padded):
     p = processing()
     webui_compat.add_sampler_infotext(SamplerBefore18(padded), p)
     assert p.extra_generation_params == ({"Pad conds": True} if padded else {})
 
 
-def test_sampler_infotext_from_1_8_is_the_hosts():
+def test_sampler_infotext_from_1_8_is_the_hosts(webui_compat):
     p = processing()
     webui_compat.add_sampler_infotext(Sampler18(True), p)
     assert p.extra_generation_params == {"Pad conds": True, "by host": True}
 
 
-def test_sampler_cache_is_cleared_where_the_host_caches():
+def test_sampler_cache_is_cleared_where_the_host_caches(webui_compat):
     calls = []
 
     @functools.cache
@@ -62,7 +76,7 @@ def test_sampler_cache_is_cleared_where_the_host_caches():
 
 
 @pytest.mark.parametrize("hires", [True, False])
-def test_schedule_types_reset_on_1_9_and_left_alone_before(hires):
+def test_schedule_types_reset_on_1_9_and_left_alone_before(webui_compat, hires):
     p = processing(scheduler="Karras", hr_scheduler="Exponential")
     webui_compat.reset_schedule_types(p, hires=hires)
     assert p.scheduler == "Automatic"
@@ -90,19 +104,9 @@ class Options17(Options16):
             self.data[key] = info.default
 
 
-@pytest.fixture
-def shared_module(monkeypatch):
-    modules = types.ModuleType("modules")
-    modules.__path__ = []
-    shared = types.ModuleType("modules.shared")
-    modules.shared = shared
-    monkeypatch.setitem(sys.modules, "modules", modules)
-    monkeypatch.setitem(sys.modules, "modules.shared", shared)
-    return shared
-
-
 @pytest.mark.parametrize("options_class", [Options16, Options17])
-def test_option_default_is_stored_on_every_host_and_a_saved_value_kept(shared_module, options_class):
+def test_option_default_is_stored_on_every_host_and_a_saved_value_kept(host, webui_compat, options_class):
+    shared_module = host.shared
     shared_module.opts = options_class({"lcm_lora_weight": 0.5})
     for key in ("lcm_lora_steps", "lcm_lora_weight"):
         webui_compat.add_option(key, types.SimpleNamespace(default=4, do_not_save=False))
@@ -111,15 +115,15 @@ def test_option_default_is_stored_on_every_host_and_a_saved_value_kept(shared_mo
     assert set(shared_module.opts.data_labels) == {"lcm_lora_steps", "lcm_lora_weight", "lcm_lora_note"}
 
 
-def test_input_accordion_is_none_on_a_host_without_it(monkeypatch):
-    modules = types.ModuleType("modules")
-    modules.__path__ = []
-    monkeypatch.setitem(sys.modules, "modules", modules)
-    monkeypatch.setitem(sys.modules, "modules.ui_components", types.ModuleType("modules.ui_components"))
-    assert webui_compat.input_accordion() is None
-    accordion = type("InputAccordion", (), {})
-    sys.modules["modules.ui_components"].InputAccordion = accordion
-    assert webui_compat.input_accordion() is accordion
+def test_input_accordion_is_none_on_a_host_without_it():
+    with fake_webui(input_accordion=False):
+        from lib_lcm_webui import compat
+
+        assert compat.InputAccordion is None
+    with fake_webui(input_accordion=True):
+        from lib_lcm_webui import compat
+
+        assert compat.InputAccordion is sys.modules["modules.ui_components"].InputAccordion
 
 
 # A1111 1.6's infotext pattern (`re_param_code`, keys `[\w ]+`) and an infotext as our samplers write it.
@@ -130,7 +134,7 @@ INFOTEXT = ('a cat <lora:lcm-lora-sdv1-5:0.75>\nSteps: 4, Sampler: LCM-LoRA TCD,
 KEYS = ["LCM-LoRA weight", "LCM-LoRA mode", "TCD gamma", "LCM-LoRA", "LCM-LoRA warning"]
 
 
-def test_infotext_keys_cut_at_the_hyphen_by_1_6_are_restored_and_unquoted():
+def test_infotext_keys_cut_at_the_hyphen_by_1_6_are_restored_and_unquoted(webui_compat):
     params = dict(RE_PARAM_1_6.findall(INFOTEXT.split("\n")[-1]))
     assert "LCM-LoRA weight" not in params and params["LoRA weight"] == "0.75"  # what 1.6 makes of it
     webui_compat.restore_infotext_keys(INFOTEXT, params, KEYS)
@@ -139,7 +143,7 @@ def test_infotext_keys_cut_at_the_hyphen_by_1_6_are_restored_and_unquoted():
         "LCM-LoRA warning": "CFG 3 > 2, steps 9 > 8"}
 
 
-def test_infotext_keys_the_host_parsed_are_left_alone():
+def test_infotext_keys_the_host_parsed_are_left_alone(webui_compat):
     params = {"LCM-LoRA weight": 0.75, "LCM-LoRA": "from host"}
     webui_compat.restore_infotext_keys(INFOTEXT, params, ["LCM-LoRA weight", "LCM-LoRA"])
     assert params == {"LCM-LoRA weight": 0.75, "LCM-LoRA": "from host"}

@@ -21,10 +21,10 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from lib_lcm import sampling, schedules, webui_compat, webui_processing, webui_sampler
+from lib_lcm import sampling, schedules
 from lib_lcm.params import LcmSettings
 from lib_lcm.schedules import scaled_linear_alphas_cumprod
-from tests.fake_webui import FakeP, MultiCond, fake_webui
+from tests.fake_webui import FakeP, MultiCond, fake_webui, installed_modules
 
 BATCH = 2
 REFERENCE_TIMESTEPS = [999, 759, 499, 259]  # diffusers' LCMScheduler, 4 steps
@@ -188,21 +188,14 @@ def fake_forge():
         installed = {"backend": backend, "backend.sampling": backend_sampling,
                      "backend.sampling.sampling_function": sampling_function,
                      "modules_forge": modules_forge, "modules_forge.forge_version": forge_version}
-        saved = {name: sys.modules.get(name) for name in installed}
-        sys.modules.update(installed)
-        webui_sampler._classes.cache_clear()
-        try:
-            webui_sampler.register_samplers()
+        with installed_modules(installed):
+            from lib_lcm_webui import compat, processing, samplers
+
+            samplers.register_samplers()
+            host.compat, host.processing, host.samplers = compat, processing, samplers
             host.events = events
             host.unet = host.sd_model.forge_objects.unet
             yield host
-        finally:
-            webui_sampler._classes.cache_clear()
-            for name, module in saved.items():
-                if module is None:
-                    sys.modules.pop(name, None)
-                else:
-                    sys.modules[name] = module
 
 
 @pytest.fixture
@@ -241,12 +234,15 @@ def unet_calls(host):
 
 
 def test_forge_is_detected_only_with_its_modules(forge):
-    assert webui_compat.forge_sampling() is sys.modules["backend.sampling.sampling_function"]
+    assert forge.compat.forge_sampling() is sys.modules["backend.sampling.sampling_function"]
+    assert forge.samplers.FORGE is forge.compat.forge_sampling()
 
 
 def test_a1111_is_not_taken_for_forge():
     with fake_webui():
-        assert webui_compat.forge_sampling() is None
+        from lib_lcm_webui import compat, samplers
+
+        assert compat.forge_sampling() is None and samplers.FORGE is None
 
 
 def test_cfg1_runs_forges_denoiser_once_per_step_at_the_reference_timesteps(forge):
@@ -322,7 +318,7 @@ def test_glue_matches_lib_lcm_sampler_on_the_same_model(forge):
 
 
 def test_tcd_runs_without_boundary_condition_on_the_pass_patcher(forge):
-    p = forge_p(lcm_lora_gamma=0.3)
+    p = forge_p()
     out = run_txt2img(forge, "LCM-LoRA TCD", p)
     assert [t for _, t, _ in unet_calls(forge)] == schedules.tcd_timesteps(4)
     assert all(prepared for _, _, prepared in unet_calls(forge))
@@ -342,7 +338,7 @@ def test_img2img_runs_every_step_from_the_strengths_noise_level(forge):
 
 def test_hires_pass_runs_at_the_lcm_cfg(forge):
     p = forge_p(cfg_scale=1.5, enable_hr=True, hr_cfg=1.0)
-    webui_processing.apply_settings(p, LcmSettings(enabled=True, cfg_scale=1.5))
+    forge.processing.apply_settings(p, LcmSettings(enabled=True, cfg_scale=1.5))
     assert p.hr_cfg == 1.5
     p.is_hr_pass = True
     run_txt2img(forge, "LCM-LoRA", p)
@@ -352,5 +348,7 @@ def test_hires_pass_runs_at_the_lcm_cfg(forge):
 def test_a1111_processing_gets_no_hires_cfg_field():
     p = FakeP(cfg_scale=1.0, enable_hr=True)
     with fake_webui():
-        webui_processing.apply_settings(p, LcmSettings(enabled=True, cfg_scale=1.5))
+        from lib_lcm_webui import processing
+
+        processing.apply_settings(p, LcmSettings(enabled=True, cfg_scale=1.5))
     assert not hasattr(p, "hr_cfg") and p.hr_sampler_name == "LCM-LoRA"

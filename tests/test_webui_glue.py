@@ -1,10 +1,15 @@
 """The WebUI glue against a thin fake host (tests/fake_webui.py): UNet-call counts, schedule, CFG-1 skip,
-img2img strength semantics, sampler registration. The real host runs these paths in tests/e2e."""
+img2img strength semantics, sampler registration, the per-generation state. The real host runs these paths in
+tests/e2e."""
+import types
+
 import pytest
 import torch
 
-from lib_lcm import sampling, schedules, webui_sampler
-from lib_lcm.webui_sampler import _OddStep, img2img_plan, uncond_pass_is_redundant
+from lib_lcm import sampling, schedules
+from lib_lcm.params import LcmSettings
+from lib_lcm.sampling import uncond_pass_is_redundant
+from lib_lcm.schedules import img2img_plan
 from tests.fake_webui import FakeP, MultiCond, fake_webui
 
 BATCH = 2
@@ -43,7 +48,10 @@ def run_txt2img(host, sampler_name, p, cond, uncond, seed=0):
 @pytest.fixture
 def host():
     with fake_webui() as fake:
-        webui_sampler.register_samplers()
+        from lib_lcm_webui import compat, processing, samplers, state
+
+        samplers.register_samplers()
+        fake.samplers, fake.processing, fake.compat, fake.state = samplers, processing, compat, state
         yield fake
 
 
@@ -79,7 +87,7 @@ def test_glue_matches_lib_lcm_sampler_on_the_same_denoiser(host):
     from tests.fake_webui import CompVisDenoiser
 
     denoiser = CompVisDenoiser(host.sd_model, quantize=True)
-    alphas_cumprod = webui_sampler.alphas_cumprod_of(denoiser)
+    alphas_cumprod = host.samplers.alphas_cumprod_of(denoiser)
     model = sampling.LCMDenoiser(denoiser, alphas_cumprod)
     sigmas = schedules.lcm_sigmas(alphas_cumprod, 4).float()
     torch.manual_seed(5)
@@ -128,25 +136,37 @@ def test_img2img_with_too_little_strength_for_the_steps_runs_fewer_and_says_so(h
 
 def test_tcd_sampler_runs_and_records_gamma(host):
     cond, uncond = conds()
-    p = FakeP(cfg_scale=1.0, steps=4, lcm_lora_gamma=0.5)
+    p = FakeP(cfg_scale=1.0, steps=4)
+    host.state.update_generation_state(p, settings=LcmSettings(enabled=True, mode="TCD", gamma=0.5))
     _, out = run_txt2img(host, "LCM-LoRA TCD", p, cond, uncond)
     assert p.extra_generation_params["TCD gamma"] == 0.5
     assert [t for _, t in host.sd_model.calls] == schedules.tcd_timesteps(4)
     assert torch.isfinite(out).all()
 
 
+def test_tcd_without_the_panel_uses_the_settings_pages_gamma():
+    with fake_webui(opts={"lcm_lora_tcd_gamma": 0.7}) as fake:
+        from lib_lcm_webui import samplers
+
+        samplers.register_samplers()
+        p = FakeP(cfg_scale=1.0, steps=4)
+        cond, uncond = conds()
+        run_txt2img(fake, "LCM-LoRA TCD", p, cond, uncond)
+    assert p.extra_generation_params["TCD gamma"] == 0.7
+
+
 def test_registration_is_idempotent_and_undone(host):
-    webui_sampler.register_samplers()
+    host.samplers.register_samplers()
     names = [s.name for s in host.sd_samplers.all_samplers]
     assert names.count("LCM-LoRA") == 1 and names.count("LCM-LoRA TCD") == 1
     assert names[:2] == ["Euler a", "LCM"]  # the host's own entries are untouched
-    webui_sampler.unregister_samplers()
+    host.samplers.unregister_samplers()
     assert [s.name for s in host.sd_samplers.all_samplers] == ["Euler a", "LCM"]
     assert set(host.sd_samplers.all_samplers_map) == {"Euler a", "LCM"}
 
 
-def test_odd_step_only_changes_parity():
-    step = _OddStep(4)
+def test_odd_step_only_changes_parity(host):
+    step = host.compat._OddStep(4)
     assert step % 2 == 1 and step == 4 and step / 2 == 2
     assert type(step + 1) is int and step + 1 == 5
 
@@ -171,10 +191,8 @@ def test_img2img_plan():
 
 
 def test_bad_script_args_abort_the_generation_before_any_unet_call(host):
-    from lib_lcm import webui_processing
-
     p = FakeP(cfg_scale=7.0, steps=20, sampler_name="Euler a")
-    webui_processing.before_process(p, [{"enabled": True, "steps": 0}])
+    host.processing.before_process(p, [{"enabled": True, "steps": 0}])
     assert p.sampler_name == "LCM-LoRA"
     cond, uncond = conds()
     with pytest.raises(Exception, match="'steps' = 0 is outside 1..16"):
@@ -183,30 +201,61 @@ def test_bad_script_args_abort_the_generation_before_any_unet_call(host):
 
 
 def test_disabled_script_changes_nothing_on_p(host):
-    from lib_lcm import webui_processing
-
     p = FakeP(cfg_scale=7.0, steps=20, sampler_name="Euler a", prompt="a cat", all_prompts=["a cat"])
     before = dict(vars(p))
-    webui_processing.before_process(p, [False, 4, 1.0, 1.0, "LCM", 0.3])
-    webui_processing.process(p, host.sd_model)
-    after = {k: v for k, v in vars(p).items() if k != "lcm_lora_settings"}
+    host.processing.before_process(p, [False, 4, 1.0, 1.0, "LCM", 0.3])
+    host.processing.process(p, host.sd_model)
+    after = {k: v for k, v in vars(p).items() if k != host.state.ATTRIBUTE}
     assert after == before
+    assert vars(p)[host.state.ATTRIBUTE].settings == LcmSettings()  # the one object the extension adds
 
 
 def test_unsupported_architecture_fails_the_generation_with_a_message_naming_the_fix(host, tmp_path):
-    import types
-
-    from lib_lcm import webui_processing
-
     sd2 = types.SimpleNamespace(is_sd2=True, sd_checkpoint_info=types.SimpleNamespace(
         filename=str(tmp_path / "v2-1_768-ema-pruned.ckpt"), name_for_extra="v2-1_768-ema-pruned"))
     p = FakeP(cfg_scale=7.0, steps=20, sampler_name="Euler a", prompt="a cat", all_prompts=["a cat"])
-    webui_processing.before_process(p, [{"enabled": True}])
-    webui_processing.process(p, sd2)
-    assert "'v2-1_768-ema-pruned' is SD 2.x" in p.lcm_lora_error
-    assert "Load one of those, or turn LCM-LoRA off" in p.lcm_lora_error
+    host.processing.before_process(p, [{"enabled": True}])
+    host.processing.process(p, sd2)
+    error = host.state.generation_state(p).error
+    assert "'v2-1_768-ema-pruned' is SD 2.x" in error
+    assert "Load one of those, or turn LCM-LoRA off" in error
     assert p.all_prompts == ["a cat"]  # nothing tagged
     cond, uncond = conds()
     with pytest.raises(Exception, match="is SD 2.x"):
         run_txt2img(host, "LCM-LoRA", p, cond, uncond)
     assert host.sd_model.calls == []
+
+
+def test_xyz_axis_values_stay_with_their_cell(host):
+    """The X/Y/Z script shallow-copies `p` per cell: one cell's axis value must not reach another."""
+    import copy
+
+    from lib_lcm_webui import xyz
+
+    base = FakeP()
+    cell_a, cell_b = copy.copy(base), copy.copy(base)
+    xyz._setter("steps")(cell_a, 6, None)
+    xyz._setter("weight")(cell_b, 0.5, None)
+    assert host.state.generation_state(cell_a).overrides == {"steps": 6, "enabled": True}
+    assert host.state.generation_state(cell_b).overrides == {"weight": 0.5, "enabled": True}
+    assert host.state.generation_state(base).overrides == {}
+    host.processing.before_process(cell_a, [])
+    assert cell_a.steps == 6 and cell_a.sampler_name == "LCM-LoRA"
+
+
+def test_a_custom_registry_stem_tags_the_prompt_and_resolves_the_alias(host, tmp_path, monkeypatch):
+    import json
+
+    from lib_lcm import registry
+
+    shipped = json.loads(registry.default_registry_path().read_text(encoding="utf-8"))
+    shipped["variants"]["sd15"]["stem"] = "my-lcm-sd15"
+    custom = tmp_path / "registry.json"
+    custom.write_text(json.dumps(shipped), encoding="utf-8")
+    monkeypatch.setenv(registry.REGISTRY_ENV, str(custom))
+    info = types.SimpleNamespace(filename=str(tmp_path / "model.ckpt"), name_for_extra="model")
+    model = types.SimpleNamespace(sd_checkpoint_info=info, is_sd1=True)
+    p = FakeP(prompt="a cat <lora:lcm:0.5>", all_prompts=["a cat <lora:lcm:0.5>"])
+    host.processing.before_process(p, [])
+    host.processing.process(p, model)
+    assert p.all_prompts == ["a cat <lora:my-lcm-sd15:0.5>"]

@@ -125,10 +125,10 @@ def forge_models() -> tuple[Path, Path]:
 def forge_style_lora(checkpoint: Path, folder: Path) -> Path:
     """A kohya style LoRA named like the tiny one (``tiny-style-sd15``) with the shapes of the Forge checkpoint's
     UNet (SD 1.5's: the tiny one does not fit it), on the UNet's attention projections."""
-    from lib_lcm.architecture import read_safetensors_shapes
+    from lib_lcm.safetensors_header import read_shapes
     from tests.fixtures import layouts
 
-    shapes = {key: shape for key, shape in read_safetensors_shapes(checkpoint).items()
+    shapes = {key: shape for key, shape in read_shapes(checkpoint).items()
               if key.startswith("model.diffusion_model.")}
     path = folder / tiny.STYLE_LORA_FILE
     tiny.save_style_lora(path, layouts.lora_module_shapes(shapes, targets=tiny.STYLE_LORA_TARGETS))
@@ -187,8 +187,8 @@ def webui_extensions() -> Mapping[str, Path]:
 
 
 class WebUIFactory:
-    """``factory(ui=False, args=(), env=None, extensions=None, checkpoints=None) -> WebUIServer``: prepare and
-    start a server with a fresh data dir; every server started is stopped at the end of the session.
+    """``factory(ui=False, args=(), env=None, extensions=None, checkpoints=None, loras=None) -> WebUIServer``: prepare
+    and start a server with a fresh data dir; every server started is stopped at the end of the session.
 
     ``exclusive`` (on Forge): one server at a time. Forge holds an SD 1.5-size model (~9 GB of memory per
     server on CPU), so starting a server first stops the others, and ``activate(server)`` (the ``webui`` and
@@ -211,12 +211,13 @@ class WebUIFactory:
         env: Mapping[str, str] | None = None,
         extensions: Mapping[str, Path] | None = None,
         checkpoints: Sequence[Path] | None = None,
+        loras: Mapping[str, Path] | None = None,
     ) -> WebUIServer:
         root = self.tmp_path_factory.mktemp("webui-data")
         data_dir = DataDir.create(
             root / "data",
             checkpoints or self.models["checkpoints"],
-            self.models["loras"],
+            self.models["loras"] if loras is None else loras,
             extensions={EXTENSION_NAME: REPO_ROOT} if extensions is None else extensions,
         )
         server = self.adopt(WebUIServer(self.installation, data_dir, ui=ui, extra_args=tuple(args),

@@ -11,6 +11,10 @@ const PROMPT_URL = new URL("../../javascript/lcm_lora_prompt.js", import.meta.ur
 const panel = createRequire(import.meta.url)(fileURLToPath(PANEL_URL));
 
 const SAMPLERS = {LCM: "LCM-LoRA", TCD: "LCM-LoRA TCD"};
+// What lib_lcm_webui.panel.page_config sends (tests/test_panel.py checks the Python side gives these).
+const FIXED = {scheduler: "Automatic", hr_sampler: "Use same sampler", hr_scheduler: "Use same scheduler", hr_steps: 0};
+const STEMS = ["lcm-lora-sdv1-5", "lcm-lora-sdxl", "lcm-lora-ssd-1b"];
+const CONFIG = {samplers: SAMPLERS, stems: STEMS, fixed: FIXED};
 const SD15 = '<div class="lcm-lora-status" data-lcm-stem="lcm-lora-sdv1-5" data-lcm-installed="true">...</div>';
 const SDXL = '<div class="lcm-lora-status" data-lcm-stem="lcm-lora-sdxl" data-lcm-installed="false">...</div>';
 const UNSUPPORTED = '<div class="lcm-lora-status" data-lcm-stem="" data-lcm-installed="false">SD 2.x</div>';
@@ -29,7 +33,7 @@ function txt2img(overrides = {}) {
 // Apply the changes `react` asks for, as gradio does with the returned values.
 function step(state, values, edits = {}) {
     const current = {...values, ...edits};
-    const changes = panel.react(state, current, SAMPLERS);
+    const changes = panel.react(state, current, CONFIG);
     return {...current, ...changes};
 }
 
@@ -120,7 +124,7 @@ test("a sync leaves alone a host control the user changed while on", () => {
 test("panel edits while off change nothing", () => {
     const state = panel.newState();
     const values = txt2img({steps: 7, mode: "TCD", weight: 0.5});
-    assert.deepEqual(panel.react(state, values, SAMPLERS), {});
+    assert.deepEqual(panel.react(state, values, CONFIG), {});
 });
 
 test("a checkpoint change moves the tag to the new variant", () => {
@@ -157,7 +161,7 @@ test("img2img and hosts before 1.9 lack some controls: only those present are to
     const state = panel.newState();
     const values = txt2img();
     for (const name of ["scheduler", "hr_sampler", "hr_scheduler", "hr_steps"]) delete values[name];
-    const changes = panel.react(state, {...values, enabled: true}, SAMPLERS);
+    const changes = panel.react(state, {...values, enabled: true}, CONFIG);
     assert.deepEqual(Object.keys(changes).sort(), ["host_cfg_scale", "host_steps", "prompt", "sampler"]);
 });
 
@@ -170,7 +174,7 @@ test("stemFromStatus reads the server's data attribute", () => {
 
 test("handle maps gradio's argument list to the outputs, empty updates where nothing changes", () => {
     const config = {
-        tab: "handle-test", samplers: SAMPLERS,
+        tab: "handle-test", ...CONFIG,
         inputs: ["enabled", "steps", "cfg_scale", "weight", "mode", "status", "prompt", "sampler", "host_steps"],
         outputs: ["prompt", "sampler", "host_steps"],
     };
@@ -187,7 +191,7 @@ test("handle maps gradio's argument list to the outputs, empty updates where not
 
 test("events fired together (a paste) do not undo each other: later handlers see stale values", () => {
     const config = {
-        tab: "together-test", samplers: SAMPLERS,
+        tab: "together-test", ...CONFIG,
         inputs: ["enabled", "steps", "cfg_scale", "weight", "mode", "status", "prompt", "sampler", "host_cfg_scale"],
         outputs: ["prompt", "sampler", "host_cfg_scale"],
     };
@@ -245,8 +249,28 @@ test("in the page: status refreshed once the UI is up and when the checkpoint ch
 
 test("in the page: the panel finds the prompt helper loaded after it", () => {
     const page = loadInPage({});
-    const config = {tab: "txt2img", samplers: SAMPLERS, inputs: ["enabled", "weight", "status", "prompt"],
+    const config = {tab: "txt2img", ...CONFIG, inputs: ["enabled", "weight", "status", "prompt"],
         outputs: ["prompt"]};
     const result = vm.runInContext("lcmLoraPanel.handle", page.context)(config, [true, 1, SD15, "a cat", "a cat"]);
     assert.deepEqual(result, ["a cat <lora:lcm-lora-sdv1-5:1>"]);
+});
+
+test("the stems come from the server's config: a registry with other stems is tagged with those", () => {
+    const state = panel.newState();
+    const config = {...CONFIG, stems: ["my-lcm-sd15", "my-lcm-xl"]};
+    const custom = '<div class="lcm-lora-status" data-lcm-stem="my-lcm-sd15" data-lcm-installed="true">...</div>';
+    const before = txt2img({status: custom});
+    const on = {...before, enabled: true};
+    Object.assign(on, panel.react(state, on, config));
+    assert.equal(on.prompt, "a cat, <lora:style:0.8> <lora:my-lcm-sd15:1>");
+    const off = {...on, enabled: false};
+    Object.assign(off, panel.react(state, off, config));
+    assert.equal(off.prompt, before.prompt);
+});
+
+test("the fixed targets come from the server's config", () => {
+    const state = panel.newState();
+    const config = {...CONFIG, fixed: {...FIXED, scheduler: "Uniform"}};
+    const on = {...txt2img(), enabled: true};
+    assert.equal(panel.react(state, on, config).scheduler, "Uniform");
 });

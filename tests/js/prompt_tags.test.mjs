@@ -3,7 +3,7 @@ import {test} from "node:test";
 import assert from "node:assert/strict";
 import {readFileSync} from "node:fs";
 import vm from "node:vm";
-import {FUNCTIONS, SOURCE_URL, prompt} from "./prompt_tags_calls.mjs";
+import {FUNCTIONS, LCM_STEMS, SOURCE_URL, prompt} from "./prompt_tags_calls.mjs";
 
 const {cases} = JSON.parse(readFileSync(new URL("../prompt_tag_cases.json", import.meta.url), "utf8"));
 
@@ -25,21 +25,21 @@ for (const c of cases) {
 
 test("find offsets are UTF-16 indices into the prompt", () => {
     const text = "猫 🐱 <lora:lcm:1>, <lyco:LCM-LORA-SDXL:te=0.5>";
-    const tags = prompt.findLcmTags(text);
+    const tags = prompt.findLcmTags(text, LCM_STEMS);
     assert.deepEqual(tags.map((t) => text.slice(t.start, t.end)), tags.map((t) => t.text));
     assert.deepEqual(tags.map((t) => t.stem), [null, "lcm-lora-sdxl"]);
 });
 
 test("finding twice gives the same result (no regex state leaks between calls)", () => {
     const text = "a <lora:lcm:1> b <lora:lcm-lora-sdxl:1>";
-    assert.deepEqual(prompt.findLcmTags(text), prompt.findLcmTags(text));
-    assert.equal(prompt.findLcmTags(text).length, 2);
+    assert.deepEqual(prompt.findLcmTags(text, LCM_STEMS), prompt.findLcmTags(text, LCM_STEMS));
+    assert.equal(prompt.findLcmTags(text, LCM_STEMS).length, 2);
 });
 
 test("errors name the problem", () => {
-    assert.throws(() => prompt.applyLcmTag("a", "sdxl", 1), /unknown LCM-LoRA file stem "sdxl"/);
+    assert.throws(() => prompt.applyLcmTag("a", "sdxl", 1, LCM_STEMS), /unknown LCM-LoRA file stem "sdxl"/);
     assert.throws(() => prompt.formatWeight("0.8"), /weight must be a number/);
-    assert.throws(() => prompt.removeLcmTag(null), /prompt must be a string/);
+    assert.throws(() => prompt.removeLcmTag(null, LCM_STEMS), /prompt must be a string/);
 });
 
 test("loads in a page as a classic script: one global, no module system", () => {
@@ -48,6 +48,6 @@ test("loads in a page as a classic script: one global, no module system", () => 
     vm.runInContext(readFileSync(SOURCE_URL, "utf8"), page, {filename: "lcm_lora_prompt.js"});
     const globals = Object.keys(page);
     assert.deepEqual(globals, ["lcmLoraPrompt"]);
-    assert.equal(page.lcmLoraPrompt.applyLcmTag("a", "lcm-lora-sdxl", 1), "a <lora:lcm-lora-sdxl:1>");
+    assert.equal(page.lcmLoraPrompt.applyLcmTag("a", "lcm-lora-sdxl", 1, ["lcm-lora-sdxl"]), "a <lora:lcm-lora-sdxl:1>");
     assert.ok(Object.isFrozen(page.lcmLoraPrompt));
 });

@@ -5,7 +5,8 @@ Installed by the e2e harness next to sd-webui-lcm-lora; never shipped. GET /lcm-
 POST /lcm-test/v1/unet/reset clears it; GET /lcm-test/v1/xyz-axes lists the X/Y/Z plot's txt2img axes in the
 order its "X type" index refers to; GET /lcm-test/v1/opts returns the registered LCM-LoRA settings
 (`shared.opts.data`, unfiltered: Forge's GET /sdapi/v1/options lists only the settings known when its API models
-were first imported, before any extension's `on_ui_settings`).
+were first imported, before any extension's `on_ui_settings`); GET /lcm-test/v1/panel-status returns the LCM-LoRA
+panel's status line for the loaded checkpoint, as the panel's Refresh computes it.
 """
 from modules import script_callbacks, scripts, shared
 
@@ -61,6 +62,13 @@ def _routes(_demo, app):
     def opts():
         return {key: value for key, value in shared.opts.data.items() if key.startswith("lcm_lora_")}
 
+    def panel_status():
+        # The extension's own glue, imported by its entry script (which put the extension on sys.path).
+        from lib_lcm_webui import status
+
+        return {"html": status.refresh_status()[0]}
+
+    app.add_api_route("/lcm-test/v1/panel-status", panel_status, methods=["GET"])
     app.add_api_route("/lcm-test/v1/unet", read, methods=["GET"])
     app.add_api_route("/lcm-test/v1/opts", opts, methods=["GET"])
     app.add_api_route("/lcm-test/v1/xyz-axes", xyz_axes, methods=["GET"])

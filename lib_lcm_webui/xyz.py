@@ -1,32 +1,39 @@
-"""WebUI glue: X/Y/Z plot axes for LCM-LoRA (weight, steps, sampler mode, TCD gamma).
+"""X/Y/Z plot axes for LCM-LoRA (weight, steps, sampler mode, TCD gamma).
 
-An axis value lands in `p.lcm_lora_overrides`; the script merges it over the panel's values and an axis
-implies LCM-LoRA on (plotting an LCM axis with LCM off would plot nothing).
+An axis value lands in the generation state's `overrides`; the script merges it over the panel's values and
+an axis implies LCM-LoRA on (plotting an LCM axis with LCM off would plot nothing).
 """
 from __future__ import annotations
 
-from lib_lcm.params import PARAMS
+from modules import scripts
+
+from lib_lcm.params import PARAMS_BY_KEY
+from lib_lcm_webui.state import generation_state, update_generation_state
 
 AXES = (("weight", "LCM-LoRA weight"), ("steps", "LCM-LoRA steps"), ("mode", "LCM-LoRA mode"),
         ("gamma", "LCM-LoRA TCD gamma"))
+AXIS_LABELS = tuple(label for _, label in AXES)
 
 
 def _setter(key):
     def apply(p, value, _values):
-        overrides = dict(getattr(p, "lcm_lora_overrides", None) or {})
-        overrides[key] = value
-        overrides["enabled"] = True
-        p.lcm_lora_overrides = overrides
+        overrides = {**generation_state(p).overrides, key: value, "enabled": True}
+        update_generation_state(p, overrides=overrides)
     return apply
 
 
 def find_xyz_module():
-    from modules import scripts
-
     for data in scripts.scripts_data:
         if data.script_class.__module__ in ("xyz_grid.py", "scripts.xyz_grid") or data.path.endswith("xyz_grid.py"):
             return data.module
     return None
+
+
+def _axis_option(xyz, key, label):
+    param = PARAMS_BY_KEY[key]
+    if param.choices:
+        return xyz.AxisOption(label, str, _setter(key), choices=lambda c=param.choices: list(c))
+    return xyz.AxisOption(label, param.kind, _setter(key))
 
 
 def register_axes():
@@ -38,18 +45,9 @@ def register_axes():
     xyz = find_xyz_module()
     if xyz is None:
         return False
-    by_key = {param.key: param for param in PARAMS}
     present = {axis.label for axis in xyz.axis_options}
-    for key, label in AXES:
-        if label in present:
-            continue
-        param = by_key[key]
-        if param.choices:
-            option = xyz.AxisOption(label, str, _setter(key), choices=lambda c=param.choices: list(c))
-        else:
-            option = xyz.AxisOption(label, param.kind, _setter(key))
-        xyz.axis_options.append(option)
-    ours = [axis for axis in xyz.axis_options if axis.label in {label for _, label in AXES}]
+    xyz.axis_options.extend(_axis_option(xyz, key, label) for key, label in AXES if label not in present)
+    ours = [axis for axis in xyz.axis_options if axis.label in AXIS_LABELS]
     for instance in _xyz_script_instances(xyz):
         current = getattr(instance, "current_axis_options", None)
         if current is not None:
@@ -59,8 +57,6 @@ def register_axes():
 
 
 def _xyz_script_instances(xyz):
-    from modules import scripts
-
     for runner in (getattr(scripts, "scripts_txt2img", None), getattr(scripts, "scripts_img2img", None)):
         for script in getattr(runner, "scripts", None) or ():
             if isinstance(script, xyz.Script):

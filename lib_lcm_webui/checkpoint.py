@@ -1,0 +1,87 @@
+"""The loaded checkpoint's family and the LCM-LoRA (registry variant and file stem) made for it."""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+from lib_lcm import architecture, registry
+
+ARCHITECTURE_NAMES = {
+    "sd1": "SD 1.x",
+    "sd1-inpaint": "SD 1.x inpainting",
+    "sd2": "SD 2.x",
+    "sdxl": "SDXL",
+    "sdxl-inpaint": "SDXL inpainting",
+    "ssd1b": "SSD-1B",
+    "sdxl-refiner": "SDXL refiner",
+    "unknown": "an unrecognised architecture",
+}
+
+
+@dataclass(frozen=True)
+class CheckpointVariant:
+    """`variant` and `stem` are None where no LCM-LoRA fits the checkpoint's `architecture`."""
+
+    checkpoint: str
+    architecture: str
+    variant: str | None
+    stem: str | None
+
+    @property
+    def family(self) -> str:
+        return ARCHITECTURE_NAMES.get(self.architecture, self.architecture)
+
+    def unsupported_message(self) -> str:
+        return (
+            f"LCM-LoRA: the loaded checkpoint '{self.checkpoint}' is {self.family}; "
+            "LCM-LoRA exists for SD 1.5, SDXL and SSD-1B (and their inpainting models). "
+            "Load one of those, or turn LCM-LoRA off."
+        )
+
+
+def detect_loaded_checkpoint(sd_model) -> CheckpointVariant:
+    """Family of the loaded model (its safetensors header, else the host's model flags) and its LCM-LoRA."""
+    info = getattr(sd_model, "sd_checkpoint_info", None)
+    filename = getattr(info, "filename", None) or ""
+    name = getattr(info, "name_for_extra", None) or os.path.basename(filename) or "the loaded model"
+    label = _label_from_header(filename, _mtime(filename))
+    if label == "unknown":
+        label = _architecture_from_flags(sd_model)
+    entries = registry.current_registry()
+    variant = registry.variant_for_architecture(label, entries)
+    return CheckpointVariant(name, label, variant, entries[variant].stem if variant else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _label_from_header(filename: str, mtime_ns: int | None) -> str:
+    # Keyed by mtime: a checkpoint replaced under the same name is read again.
+    if mtime_ns is None or not filename.lower().endswith(".safetensors"):
+        return "unknown"
+    try:
+        return architecture.detect_checkpoint(filename)
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _architecture_from_flags(sd_model) -> str:
+    # .ckpt files have no readable header; the host's own flags still tell the family.
+    in_channels = None
+    try:
+        in_channels = sd_model.model.diffusion_model.input_blocks[0][0].in_channels
+    except (AttributeError, IndexError, TypeError):
+        pass
+    if getattr(sd_model, "is_sdxl", False):
+        return "sdxl-inpaint" if in_channels == 9 else "sdxl"
+    if getattr(sd_model, "is_sd2", False):
+        return "sd2"
+    if getattr(sd_model, "is_sd1", False):
+        return "sd1-inpaint" if in_channels == 9 else "sd1"
+    return "unknown"

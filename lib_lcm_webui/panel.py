@@ -1,0 +1,205 @@
+"""The "LCM-LoRA" panel (accordion) in txt2img and img2img, its events, and its infotext/paste wiring.
+
+The panel's components are returned in PARAMS order (the API's positional order). What the page does when
+the panel is switched on or off (the tab's own sampler, schedule type, steps, CFG, hires controls and the
+`<lora:...>` tag) is decided in the browser by javascript/lcm_lora_panel.js; gradio hands it the current
+values and applies the values it returns, so no request reaches the server for it. Everything that script
+needs to know (sampler names, LoRA stems, the host's controls and what they are set to) comes from `page_config`.
+"""
+from __future__ import annotations
+
+import html
+import json
+
+import gradio as gr
+from gradio.context import Context
+
+from lib_lcm import registry
+from lib_lcm.params import (
+    ELEM_PREFIX,
+    INFOTEXT_VARIANT,
+    PARAMS,
+    PARAMS_BY_KEY,
+    SAMPLERS_BY_MODE,
+    SCRIPT_TITLE,
+)
+from lib_lcm_webui import compat, settings
+from lib_lcm_webui.status import PLACEHOLDER, download_weights, refresh_status, status_html
+
+# The host's controls the page logic switches, by the name the page logic knows them under.
+# (`{tab}` is txt2img or img2img; hires controls exist in txt2img only, schedule types from 1.9 on.)
+HOST_CONTROLS = (
+    ("prompt", "{tab}_prompt"),
+    ("sampler", "{tab}_sampling"),
+    ("scheduler", "{tab}_scheduler"),
+    ("host_steps", "{tab}_steps"),
+    ("host_cfg_scale", "{tab}_cfg_scale"),
+    ("hr_sampler", "hr_sampler"),
+    ("hr_scheduler", "hr_scheduler"),
+    ("hr_steps", "txt2img_hires_steps"),
+)
+HIRES_CONTROLS = ("hr_sampler", "hr_scheduler", "hr_steps")
+# What the host controls that do not follow a panel value are set to while the panel is on: our samplers make
+# their own schedule, and the hires pass follows the first pass (Hires steps 0 = the same step count).
+FIXED_TARGETS = {"scheduler": "Automatic", "hr_sampler": "Use same sampler", "hr_scheduler": "Use same scheduler",
+                 "hr_steps": 0}
+# The panel's own values the page logic reads, in this order, before the host's controls.
+PANEL_INPUTS = ("enabled", "steps", "cfg_scale", "weight", "mode", "status")
+
+# "Send to img2img / inpaint" copies, from txt2img, the components whose field names are in paste_field_names.
+# These names never appear in an infotext, so pasting parameters leaves them to the fields read from it.
+SEND_TO_FIELDS = {"enabled": "LCM-LoRA enabled", "steps": "LCM-LoRA steps", "cfg_scale": "LCM-LoRA CFG"}
+
+HIRES_NOTE = (
+    "While on, the tab's Sampling method, Schedule type, Sampling steps and CFG Scale follow this panel and "
+    "the prompt gets the LCM-LoRA tag; switching off restores them. Hires fix: the second pass uses the same "
+    "sampler and steps (Hires steps 0)."
+)
+
+
+def elem_id(tab: str, key: str) -> str:
+    return f"{ELEM_PREFIX}_{tab}_{key}"
+
+
+def host_elem_ids(tab: str) -> dict:
+    """{page-logic name: the host component's elem_id} for one tab."""
+    return {name: pattern.format(tab=tab) for name, pattern in HOST_CONTROLS
+            if tab == "txt2img" or name not in HIRES_CONTROLS}
+
+
+def _initial_values() -> dict:
+    try:
+        defaults = settings.panel_defaults()
+    except Exception:  # settings not registered yet (first start): use the table's defaults
+        defaults = {}
+    return {param.key: defaults.get(param.key, param.default) for param in PARAMS}
+
+
+def _component(param, tab, value, **kwargs):
+    common = {"label": param.label, "elem_id": elem_id(tab, param.key), **kwargs}
+    if param.choices:
+        return gr.Radio(choices=list(param.choices), value=value, **common)
+    return gr.Slider(minimum=param.minimum, maximum=param.maximum, step=param.step, value=value,
+                     info=param.info or None, **common)
+
+
+def _switch_and_container(tab):
+    """The on/off switch and the block the panel's controls go in: an InputAccordion where the host has one,
+    else a checkbox inside a plain accordion."""
+    if compat.InputAccordion is not None:
+        enabled = compat.InputAccordion(False, label=SCRIPT_TITLE, elem_id=elem_id(tab, "enabled"))
+        return enabled, enabled
+    return None, gr.Accordion(SCRIPT_TITLE, open=False, elem_id=elem_id(tab, "accordion"))
+
+
+def _panel_controls(tab, values, components):
+    rows = (("steps", "cfg_scale"), ("weight", "mode", "gamma"))
+    for keys in rows:
+        with gr.Row(elem_classes=["lcm-lora-row"]):
+            for key in keys:
+                extra = {"visible": values["mode"] == "TCD"} if key == "gamma" else {}
+                components[key] = _component(PARAMS_BY_KEY[key], tab, values[key], **extra)
+    with gr.Row(elem_classes=["lcm-lora-row"]):
+        components["status"] = gr.HTML(value=status_html(PLACEHOLDER), elem_id=elem_id(tab, "status"))
+        download = gr.Button("Download LCM-LoRA", visible=False, elem_id=elem_id(tab, "download"),
+                             elem_classes=["lcm-lora-download"])
+        refresh = gr.Button("Refresh", visible=False, elem_id=elem_id(tab, "refresh"))
+    gr.HTML(value=f'<p class="lcm-lora-note">{html.escape(HIRES_NOTE)}</p>', elem_id=elem_id(tab, "note"))
+    return download, refresh
+
+
+def build_panel(script, is_img2img: bool):
+    """Build the panel; returns its inputs in PARAMS order (that order is the API's positional order)."""
+    tab = "img2img" if is_img2img else "txt2img"
+    values = _initial_values()
+    components = {}
+    enabled, container = _switch_and_container(tab)
+    with container:
+        if enabled is None:
+            enabled = gr.Checkbox(False, label=PARAMS_BY_KEY["enabled"].label, elem_id=elem_id(tab, "enabled"))
+        components["enabled"] = enabled
+        download, refresh = _panel_controls(tab, values, components)
+
+    _wire_panel(components, download, refresh)
+    script.on_after_component(lambda _: _wire_page_logic(tab, components), elem_id=f"generation_info_{tab}")
+    script.infotext_fields = infotext_fields(components)
+    script.paste_field_names = [param.infotext for param in PARAMS if param.infotext] + list(SEND_TO_FIELDS.values())
+    return [components[param.key] for param in PARAMS]
+
+
+def _wire_panel(components, download, refresh):
+    """Server-side events: the status line (on enable, on request from the page, after a download)."""
+    status_outputs = [components["status"], download]
+    components["enabled"].change(fn=refresh_status, inputs=[], outputs=status_outputs, show_progress=False)
+    refresh.click(fn=refresh_status, inputs=[], outputs=status_outputs, show_progress=False)
+    download.click(fn=download_weights, inputs=[], outputs=status_outputs, show_progress=False)
+    components["mode"].change(fn=None, _js="lcmLoraPanel.gammaVisibility", inputs=[components["mode"]],
+                              outputs=[components["gamma"]], show_progress=False)
+
+
+def page_config(tab: str, input_names, output_names) -> dict:
+    """What javascript/lcm_lora_panel.js needs to know, from the one home of each fact."""
+    return {"tab": tab, "inputs": list(input_names), "outputs": list(output_names),
+            "samplers": dict(SAMPLERS_BY_MODE), "stems": list(registry.stems()), "fixed": dict(FIXED_TARGETS)}
+
+
+def page_logic_js(tab: str, input_names, output_names) -> str:
+    """The `_js` of the page-logic events: one call into javascript/lcm_lora_panel.js with its configuration."""
+    return f"(...args) => lcmLoraPanel.handle({json.dumps(page_config(tab, input_names, output_names))}, args)"
+
+
+def find_components(elem_ids) -> dict:
+    """{name: component} for the elem_ids already created in the gradio Blocks being built."""
+    wanted = {elem: name for name, elem in elem_ids.items()}
+    found = {}
+    root = Context.root_block
+    for block in (root.blocks.values() if root is not None else ()):
+        name = wanted.get(getattr(block, "elem_id", None))
+        if name is not None:
+            found[name] = block
+    return {name: found[name] for name in elem_ids if name in found}
+
+
+def _wire_page_logic(tab, components):
+    """Connect the panel to the tab's own controls; called once the tab's controls all exist."""
+    host = find_components(host_elem_ids(tab))
+    if "prompt" not in host:
+        print(f"LCM-LoRA: the {tab} prompt box was not found; the panel will not edit the tab's controls")
+        return
+    event = {
+        "fn": None,
+        "_js": page_logic_js(tab, list(PANEL_INPUTS) + list(host), list(host)),
+        "inputs": [components[name] for name in PANEL_INPUTS] + list(host.values()),
+        "outputs": list(host.values()),
+        "show_progress": False,
+    }
+    for key in PANEL_INPUTS:
+        components[key].change(**event)
+
+
+# -- infotext and paste ----------------------------------------------------------------------------------
+
+
+def infotext_fields(components: dict):
+    """Pasting an LCM-LoRA image's infotext turns the panel on and restores its values.
+
+    The panel's own infotext keys are given as strings: the host then counts them as handled and does not
+    also offer "TCD gamma" as an override of the settings-page default. SEND_TO_FIELDS name the panel's
+    switch, steps and CFG for the host's "Send to" buttons, which copy components by field name.
+    """
+
+    def when_lcm(key, convert=lambda v: v):
+        def read(params):
+            if INFOTEXT_VARIANT not in params or key not in params:
+                return gr.update()
+            return convert(params[key])
+        return read
+
+    fields = [(components["enabled"], lambda params: INFOTEXT_VARIANT in params)]
+    fields.append((components["steps"], when_lcm("Steps", int)))
+    fields.append((components["cfg_scale"], when_lcm("CFG scale", float)))
+    for param in PARAMS:
+        if param.infotext:
+            fields.append((components[param.key], param.infotext))
+    fields.extend((components[key], name) for key, name in SEND_TO_FIELDS.items())
+    return fields

@@ -1,0 +1,146 @@
+"""What enabling LCM-LoRA does to a generation (`p`), and the `<lora:lcm>` alias.
+
+Hook order in the host: before_process -> (checkpoint override loaded) -> setup_prompts -> process -> sampling.
+Sampler, steps and CFG are set in before_process; the LoRA tag needs the loaded checkpoint, so it goes
+into p.all_prompts / p.all_hr_prompts in process (before any batch parses its extra networks).
+"""
+from __future__ import annotations
+
+from modules import shared
+
+from lib_lcm import download, prompt_tags, registry
+from lib_lcm.errors import WeightsError
+from lib_lcm.params import (
+    INFOTEXT_VARIANT,
+    INFOTEXT_WARNING,
+    PARAMS,
+    LcmSettings,
+    SettingsError,
+    parse_script_args,
+)
+from lib_lcm.progress import progress_text
+from lib_lcm_webui import compat, settings
+from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint
+from lib_lcm_webui.state import LcmLoraError, fail_generation, generation_state, update_generation_state
+
+# The infotext keys our paste handling needs back on 1.6 (see compat.restore_infotext_keys).
+INFOTEXT_KEYS = (*(param.infotext for param in PARAMS if param.infotext), INFOTEXT_VARIANT, INFOTEXT_WARNING)
+
+
+def before_process(p, args):
+    """Script hook: read the panel's/API's args; when on, set sampler, steps and CFG."""
+    try:
+        lcm_settings = settings_for(p, args)
+    except SettingsError as e:
+        fail_generation(p, str(e))
+        return
+    update_generation_state(p, settings=lcm_settings)
+    if lcm_settings.enabled:
+        apply_settings(p, lcm_settings)
+
+
+def process(p, sd_model):
+    """Script hook: tag every prompt with the loaded checkpoint's LCM-LoRA (panel on) or resolve the alias."""
+    try:
+        if generation_state(p).enabled:
+            enable_for_loaded_checkpoint(p, sd_model, generation_state(p).settings)
+        else:
+            resolve_aliases(p, sd_model)
+    except LcmLoraError as e:
+        fail_generation(p, str(e))
+
+
+def settings_for(p, args) -> LcmSettings:
+    """The panel's/API's args, settings-page defaults for what is left out, X/Y/Z-axis overrides on top."""
+    lcm_settings = parse_script_args(args, defaults=settings.panel_defaults())
+    overrides = generation_state(p).overrides
+    if overrides:
+        lcm_settings = parse_script_args([{**lcm_settings.as_dict(), **overrides}])
+    return lcm_settings
+
+
+def apply_settings(p, lcm_settings: LcmSettings):
+    """Sampler, steps, CFG (and the hires pass's) as the panel says; infotext records the rest."""
+    hires = getattr(p, "enable_hr", False)
+    p.sampler_name = lcm_settings.sampler_name
+    compat.reset_schedule_types(p, hires=hires)
+    p.steps = lcm_settings.steps
+    p.cfg_scale = lcm_settings.cfg_scale
+    if hires:
+        p.hr_sampler_name = lcm_settings.sampler_name
+        p.hr_second_pass_steps = 0  # 0 = same as steps: the LCM step count
+        compat.set_hires_cfg_scale(p, lcm_settings.cfg_scale)
+
+    params = p.extra_generation_params
+    params["LCM-LoRA weight"] = lcm_settings.weight
+    params["LCM-LoRA mode"] = lcm_settings.mode
+    if lcm_settings.warnings and settings.warnings_enabled():
+        params[INFOTEXT_WARNING] = "; ".join(lcm_settings.warnings)
+        for warning in lcm_settings.warnings:
+            print(f"LCM-LoRA warning: {warning}")
+
+
+def _map_prompts(p, edit):
+    """Apply `edit` to every prompt the host will parse for extra networks (all batches, hires too)."""
+    for attr in ("all_prompts", "all_hr_prompts"):
+        prompts = getattr(p, attr, None)
+        if prompts:
+            setattr(p, attr, [edit(text) for text in prompts])
+    for attr in ("prompt", "hr_prompt"):
+        value = getattr(p, attr, None)
+        if isinstance(value, str) and value:
+            setattr(p, attr, edit(value))
+        elif isinstance(value, list):
+            setattr(p, attr, [edit(text) for text in value])
+
+
+def prompts_with_alias(p) -> bool:
+    texts = []
+    for attr in ("all_prompts", "all_hr_prompts"):
+        texts.extend(getattr(p, attr, None) or [])
+    return any(prompt_tags.has_lcm_alias(text) for text in texts)
+
+
+def supported_checkpoint(sd_model) -> CheckpointVariant:
+    found = detect_loaded_checkpoint(sd_model)
+    if found.stem is None:
+        raise LcmLoraError(found.unsupported_message())
+    return found
+
+
+def resolve_aliases(p, sd_model):
+    """`<lora:lcm>` typed by the user becomes the loaded checkpoint's LCM-LoRA (panel on or off)."""
+    if not prompts_with_alias(p):
+        return None
+    found = supported_checkpoint(sd_model)
+    stems = registry.stems()
+    _map_prompts(p, lambda text: prompt_tags.resolve_lcm_alias(text, found.stem, stems))
+    return found
+
+
+def enable_for_loaded_checkpoint(p, sd_model, lcm_settings: LcmSettings) -> CheckpointVariant:
+    """Resolve the variant for the loaded checkpoint, make sure its file is there, tag every prompt once."""
+    found = supported_checkpoint(sd_model)
+    ensure_lora_file(found.variant, found.stem)
+    stems = registry.stems()
+    _map_prompts(p, lambda text: prompt_tags.apply_lcm_tag(
+        text, found.stem, lcm_settings.weight, stems, respect_user_weight=True))
+    p.extra_generation_params[INFOTEXT_VARIANT] = found.stem
+    return found
+
+
+def ensure_lora_file(variant: str, stem: str):
+    """The verified file for `variant` in the Lora folder, downloaded on first use (policy permitting)."""
+    def report(done: int, total: int | None):
+        shared.state.textinfo = progress_text(stem, done, total)
+
+    try:
+        return download.ensure_weights(variant, shared.cmd_opts.lora_dir, progress=report,
+                                       allow_download=settings.downloads_allowed())
+    except WeightsError as e:
+        raise LcmLoraError(str(e)) from None
+
+
+def on_infotext_pasted(infotext: str, params: dict):
+    """Our infotext keys hold a "-", which A1111 1.6's paste parser cuts off; put them back for the panel."""
+    compat.restore_infotext_keys(infotext, params, INFOTEXT_KEYS)

@@ -1,0 +1,148 @@
+"""The panel's status line (the loaded checkpoint, its LCM-LoRA file, whether that file is there) and the
+Download button behind it."""
+from __future__ import annotations
+
+import html
+import threading
+from dataclasses import dataclass, replace
+
+import gradio as gr
+from modules import sd_models, shared
+
+from lib_lcm import download, registry
+from lib_lcm.errors import WeightsError
+from lib_lcm.lora_files import weights_status
+from lib_lcm.progress import progress_text
+from lib_lcm_webui import compat
+from lib_lcm_webui.checkpoint import ARCHITECTURE_NAMES, detect_loaded_checkpoint
+
+
+@dataclass(frozen=True)
+class PanelStatus:
+    """What the status line says.
+
+    `stem` is None when the checkpoint has no LCM-LoRA (or no checkpoint is loaded); `problem` is a message
+    that replaces the usual text (unsupported checkpoint, download error, ...); `checked` is False for the
+    placeholder shown before the server has looked.
+    """
+
+    checkpoint: str | None = None
+    architecture: str | None = None
+    variant: str | None = None
+    stem: str | None = None
+    installed: bool = False
+    verified: bool = False
+    problem: str | None = None
+    progress: str | None = None
+    checked: bool = True
+
+    @property
+    def needs_download(self) -> bool:
+        return self.stem is not None and not self.installed
+
+
+PLACEHOLDER = PanelStatus(problem="Checking the loaded checkpoint...", checked=False)
+
+
+def panel_status(sd_model, lora_dir, entries=None) -> PanelStatus:
+    """Status for `sd_model` (None: nothing loaded) with the files under `lora_dir`."""
+    if sd_model is None:
+        return PanelStatus(problem="No checkpoint is loaded yet.")
+    found = detect_loaded_checkpoint(sd_model)
+    if found.stem is None:
+        return PanelStatus(found.checkpoint, found.architecture)
+    known = PanelStatus(found.checkpoint, found.architecture, found.variant, found.stem)
+    try:
+        rows = weights_status(lora_dir, entries if entries is not None else registry.current_registry())
+    except WeightsError as e:
+        return replace(known, problem=str(e))
+    row = next((row for row in rows if row["variant"] == found.variant), None)
+    if row is None:
+        return replace(known, problem=f"The weights registry has no entry for {found.variant}.")
+    return replace(known, installed=bool(row["installed"]), verified=bool(row["verified"]))
+
+
+def _describe(status: PanelStatus, stem: str) -> str:
+    if status.problem:
+        return f'<span class="lcm-lora-problem">{html.escape(status.problem)}</span>'
+    if status.checkpoint and not stem:
+        return ('<span class="lcm-lora-problem">LCM-LoRA is not supported for this model (it exists for '
+                "SD 1.5, SDXL and SSD-1B and their inpainting models).</span>")
+    if not stem:
+        return ""
+    uses = f"uses <code>{html.escape(stem)}</code>:"
+    if status.installed:
+        return f"{uses} {'installed, verified' if status.verified else 'installed'}."
+    if status.progress:
+        return uses
+    return f"{uses} not installed yet (downloaded on first use, or press Download)."
+
+
+def status_html(status: PanelStatus) -> str:
+    """The status line; `data-lcm-stem` tells the page logic which `<lora:STEM>` to write ("" = none; no
+    attribute = not known yet)."""
+    stem = status.stem or ""
+    attrs = 'class="lcm-lora-status"'
+    if status.checked:
+        attrs += f' data-lcm-stem="{html.escape(stem)}" data-lcm-installed="{str(status.installed).lower()}"'
+    parts = []
+    if status.checkpoint:
+        family = ARCHITECTURE_NAMES.get(status.architecture or "", status.architecture or "")
+        parts.append(f"Checkpoint <b>{html.escape(status.checkpoint)}</b> ({html.escape(family)})")
+    description = _describe(status, stem)
+    if description:
+        parts.append(description)
+    if status.progress:
+        parts.append(f'<span class="lcm-lora-progress">{html.escape(status.progress)}</span>')
+    return f"<div {attrs}>{' '.join(parts)}</div>"
+
+
+def current_status(problem: str | None = None) -> PanelStatus:
+    """Status for the WebUI's loaded checkpoint (waits while the host is still loading it); `problem`
+    replaces the usual text."""
+    try:
+        sd_model = compat.describable_model(shared.sd_model, sd_models)
+    except Exception as e:  # the host failed to load any checkpoint
+        return PanelStatus(problem=f"No checkpoint is loaded ({e}).")
+    status = panel_status(sd_model, shared.cmd_opts.lora_dir)
+    return replace(status, problem=problem) if problem else status
+
+
+def status_outputs(status: PanelStatus):
+    """(status line, Download button update)."""
+    return status_html(status), gr.update(visible=status.needs_download and not status.progress)
+
+
+def refresh_status():
+    return status_outputs(current_status())
+
+
+def download_weights():
+    """Generator for the Download button: the status line shows the progress, then the result.
+
+    A click is the user's consent, so this downloads whatever the settings' download policy says.
+    """
+    status = current_status()
+    if not status.needs_download:
+        yield status_outputs(status)
+        return
+    seen = {"text": "Starting the download..."}
+    outcome = {}
+
+    def progress(done: int, total):
+        seen["text"] = progress_text(status.stem, done, total)
+
+    def run():
+        try:
+            download.ensure_weights(status.variant, shared.cmd_opts.lora_dir, progress=progress)
+        except WeightsError as e:
+            outcome["error"] = str(e)
+        except Exception as e:  # shown in the panel: a traceback in the console helps no one here
+            outcome["error"] = f"Download failed: {e}"
+
+    worker = threading.Thread(target=run, name="lcm-lora-download", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        yield status_outputs(replace(status, progress=seen["text"]))
+        worker.join(timeout=0.5)
+    yield status_outputs(current_status(problem=outcome.get("error")))
