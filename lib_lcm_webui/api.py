@@ -1,36 +1,113 @@
-"""`GET /lcm-lora/v1/status` and `POST /lcm-lora/v1/download`, registered in on_app_started."""
-from fastapi import HTTPException
+"""The extension's HTTP routes, `GET /lcm-lora/v1/status` and `POST /lcm-lora/v1/download`, under the host's rules.
+
+They exist only when the host serves its API (`--api`, or an API-only start: the host's own `/sdapi/v1/*` routes
+are there), and they run the same dependencies as the host's routes, which hold its `--api-auth` HTTP Basic check
+(A1111 1.6-1.10 and Forge: `Api.auth`, attached by `Api.add_api_route`). A host that protects its routes in another
+way while `--api-auth` is set gets an equivalent check against the same credentials, compared in constant time.
+Answers carry no server path and no traceback.
+"""
+import contextlib
+from secrets import compare_digest
+
+from fastapi import Depends, HTTPException
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from modules import shared
 from pydantic import BaseModel
 
 from lib_lcm import download, registry
 from lib_lcm.errors import WeightsError
-from lib_lcm.lora_files import weights_status
+from lib_lcm.lora_files import SUBFOLDER, LoraFiles, weights_status
+from lib_lcm_webui.downloads import DownloadRunning, exclusive_download
+
+# A route every host's API adds (A1111 1.6-1.10, Forge); its dependencies are the host's authentication.
+HOST_API_ROUTE = "/sdapi/v1/samplers"
+LORA_FOLDER = "<Lora folder>"  # what answers say instead of the server's Lora folder path
 
 
 class DownloadRequest(BaseModel):
     variant: str
 
 
+def host_api_route(app):
+    return next((route for route in getattr(app, "routes", ()) if getattr(route, "path", None) == HOST_API_ROUTE),
+                None)
+
+
+def credentials_check(api_auth: str):
+    """A dependency checking HTTP Basic credentials against `--api-auth` ("user:password[,user:password...]")."""
+    accounts = dict(pair.split(":", 1) for pair in api_auth.split(",") if ":" in pair)
+
+    def check(credentials: HTTPBasicCredentials = Depends(HTTPBasic())):  # noqa: B008  (FastAPI's idiom)
+        expected = accounts.get(credentials.username)
+        if expected is None or not compare_digest(credentials.password.encode(), expected.encode()):
+            raise HTTPException(status_code=401, detail="Incorrect username or password",
+                                headers={"WWW-Authenticate": "Basic"})
+    return check
+
+
+def host_api_dependencies(app):
+    """The dependencies of the host's own API routes, or None when the host serves no API."""
+    route = host_api_route(app)
+    if route is None:
+        return None
+    dependencies = list(getattr(route, "dependencies", None) or ())
+    api_auth = getattr(shared.cmd_opts, "api_auth", None)
+    if not dependencies and api_auth:
+        dependencies = [Depends(credentials_check(api_auth))]
+    return dependencies
+
+
 def lora_dir() -> str:
     return shared.cmd_opts.lora_dir
 
 
+def without_server_paths(text: str) -> str:
+    return text.replace(str(lora_dir()), LORA_FOLDER)
+
+
+def _public_row(row: dict) -> dict:
+    public = {key: value for key, value in row.items() if key != "path"}
+    public["file"] = f"{SUBFOLDER}/{row['stem']}.safetensors"  # relative to the Lora folder
+    return public
+
+
+@contextlib.contextmanager
+def weights_errors_answered(status_code: int):
+    """A WeightsError (bad registry, network, disk ...) as an HTTP answer with its message, never a traceback."""
+    try:
+        yield
+    except WeightsError as e:
+        raise HTTPException(status_code=status_code, detail=without_server_paths(str(e))) from None
+
+
 def status():
-    return {"lora_dir": lora_dir(), "variants": weights_status(lora_dir(), registry.current_registry())}
+    with weights_errors_answered(500):
+        rows = weights_status(lora_dir(), registry.current_registry())
+    return {"variants": [_public_row(row) for row in rows]}
 
 
 def start_download(request: DownloadRequest):
-    known = list(registry.current_registry())
-    if request.variant not in known:
-        raise HTTPException(status_code=422, detail=f"unknown variant {request.variant!r}; known: {', '.join(known)}")
+    with weights_errors_answered(500):
+        entries = registry.current_registry()
+    entry = entries.get(request.variant)
+    if entry is None:
+        raise HTTPException(status_code=422, detail=f"unknown variant {request.variant!r}; known: {', '.join(entries)}")
+    answer = {"variant": entry.variant, "file": f"{SUBFOLDER}/{entry.file_name}", "state": "installed"}
+    if LoraFiles(entry, lora_dir()).is_installed():
+        return answer
     try:
-        path = download.ensure_weights(request.variant, lora_dir())
-    except WeightsError as e:
-        raise HTTPException(status_code=502, detail=str(e)) from None
-    return {"variant": request.variant, "path": str(path)}
+        with exclusive_download(entry.variant, entry.stem), weights_errors_answered(502):
+            download.ensure_weights(entry.variant, lora_dir(), registry=entries)
+    except DownloadRunning as e:
+        raise HTTPException(status_code=409, detail=f"{e} (GET /lcm-lora/v1/status shows its partial_bytes)") from None
+    return answer
 
 
-def register_routes(app):
-    app.add_api_route("/lcm-lora/v1/status", status, methods=["GET"])
-    app.add_api_route("/lcm-lora/v1/download", start_download, methods=["POST"])
+def register_routes(app) -> bool:
+    """Add the routes where the host serves its API, behind its authentication; False where it serves none."""
+    dependencies = host_api_dependencies(app)
+    if dependencies is None:
+        return False
+    app.add_api_route("/lcm-lora/v1/status", status, methods=["GET"], dependencies=dependencies)
+    app.add_api_route("/lcm-lora/v1/download", start_download, methods=["POST"], dependencies=dependencies)
+    return True

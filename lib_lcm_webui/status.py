@@ -15,6 +15,7 @@ from lib_lcm.lora_files import weights_status
 from lib_lcm.progress import progress_text
 from lib_lcm_webui import compat
 from lib_lcm_webui.checkpoint import ARCHITECTURE_NAMES, detect_loaded_checkpoint
+from lib_lcm_webui.downloads import DownloadRunning, exclusive_download
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,9 @@ def download_weights():
 
     def run():
         try:
-            download.ensure_weights(status.variant, shared.cmd_opts.lora_dir, progress=progress)
-        except WeightsError as e:
+            with exclusive_download(status.variant, status.stem):
+                download.ensure_weights(status.variant, shared.cmd_opts.lora_dir, progress=progress)
+        except (WeightsError, DownloadRunning) as e:
             outcome["error"] = str(e)
         except Exception as e:  # shown in the panel: a traceback in the console helps no one here
             outcome["error"] = f"Download failed: {e}"

@@ -187,8 +187,9 @@ def webui_extensions() -> Mapping[str, Path]:
 
 
 class WebUIFactory:
-    """``factory(ui=False, args=(), env=None, extensions=None, checkpoints=None, loras=None) -> WebUIServer``: prepare
-    and start a server with a fresh data dir; every server started is stopped at the end of the session.
+    """``factory(ui=False, args=(), env=None, extensions=None, checkpoints=None, loras=None, **server) -> WebUIServer``:
+    prepare and start a server with a fresh data dir (``server``: more :class:`WebUIServer` fields, e.g. ``api``,
+    ``api_auth``); every server started is stopped at the end of the session.
 
     ``exclusive`` (on Forge): one server at a time. Forge holds an SD 1.5-size model (~9 GB of memory per
     server on CPU), so starting a server first stops the others, and ``activate(server)`` (the ``webui`` and
@@ -212,6 +213,7 @@ class WebUIFactory:
         extensions: Mapping[str, Path] | None = None,
         checkpoints: Sequence[Path] | None = None,
         loras: Mapping[str, Path] | None = None,
+        **server_fields,
     ) -> WebUIServer:
         root = self.tmp_path_factory.mktemp("webui-data")
         data_dir = DataDir.create(
@@ -221,7 +223,7 @@ class WebUIFactory:
             extensions={EXTENSION_NAME: REPO_ROOT} if extensions is None else extensions,
         )
         server = self.adopt(WebUIServer(self.installation, data_dir, ui=ui, extra_args=tuple(args),
-                                        extra_env={**self.env, **(env or {})}))
+                                        extra_env={**self.env, **(env or {})}, **server_fields))
         server.prepare()
         server.start()
         return server

@@ -174,19 +174,29 @@ class Txt2ImgResult:
         return self.infotexts[0]
 
 
-class WebUIClient:
-    """JSON over HTTP to one WebUI server."""
+_DEFAULT_AUTH = object()
 
-    def __init__(self, base_url: str, timeout: float = 600.0):
+
+class WebUIClient:
+    """JSON over HTTP to one WebUI server; ``auth`` = (user, password) sends HTTP Basic credentials."""
+
+    def __init__(self, base_url: str, timeout: float = 600.0, auth: tuple[str, str] | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.auth = auth
 
-    def request(self, method: str, path: str, payload: Any = None, timeout: float | None = None) -> tuple[int, Any]:
-        """Send one request; returns ``(status, decoded JSON or text)`` without raising on HTTP errors."""
+    def request(self, method: str, path: str, payload: Any = None, timeout: float | None = None,
+                auth: Any = _DEFAULT_AUTH) -> tuple[int, Any]:
+        """Send one request; returns ``(status, decoded JSON or text)`` without raising on HTTP errors.
+        ``auth``: credentials for this request only (None: none), default the client's."""
         data = None if payload is None else json.dumps(payload).encode()
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        auth = self.auth if auth is _DEFAULT_AUTH else auth
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout) as response:
                 status, body = response.status, response.read()
@@ -240,6 +250,8 @@ class WebUIServer:
         installation: the WebUI checkout and python.
         data_dir: the ``--data-dir`` (see :class:`DataDir`).
         ui: start the gradio UI too (``--api``) instead of ``--nowebui``.
+        api: with ``ui``, serve the API too (``--api``); False: the UI alone (API-only starts always serve it).
+        api_auth: (user, password) for ``--api-auth``; the server's client sends them.
         extra_args: more ``launch.py`` arguments.
         extra_env: more environment variables (``PIP_CONSTRAINT``/``REQS_FILE`` come from the caller's env).
     """
@@ -247,6 +259,8 @@ class WebUIServer:
     installation: Installation
     data_dir: DataDir
     ui: bool = False
+    api: bool = True
+    api_auth: tuple[str, str] | None = None
     extra_args: Sequence[str] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
     port: int = 0
@@ -261,10 +275,12 @@ class WebUIServer:
         return f"http://127.0.0.1:{self.port}"
 
     def client(self) -> WebUIClient:
-        return WebUIClient(self.base_url)
+        return WebUIClient(self.base_url, auth=self.api_auth)
 
     def _args(self, *more: str) -> list[str]:
-        mode = ("--api",) if self.ui else ("--nowebui", "--api")
+        mode = (("--api",) if self.api else ()) if self.ui else ("--nowebui", "--api")
+        if self.api_auth:
+            mode += ("--api-auth", ":".join(self.api_auth))
         return [
             str(self.installation.python), "launch.py", *BASE_ARGS, *self.installation.host_args, *mode,
             "--data-dir", str(self.data_dir.root), "--ckpt", str(self.data_dir.checkpoint),
@@ -332,7 +348,8 @@ class WebUIServer:
             # makes starlette freeze the app and the start dies. "Startup time:" is printed after that.
             if STARTUP_LINE in self.log_text():
                 try:
-                    status, _ = client.request("GET", "/sdapi/v1/sd-models", timeout=5)
+                    ready = "/sdapi/v1/sd-models" if self.api or not self.ui else "/"
+                    status, _ = client.request("GET", ready, timeout=5)
                     if status == 200:
                         break
                 except OSError:
