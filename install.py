@@ -4,24 +4,28 @@ The WebUI runs this at every launch (unless --skip-install) and after "Install f
 ``python install.py`` with cwd = the WebUI root, PYTHONPATH = the WebUI root and no timeout; it only
 sees the launch flags through COMMANDLINE_ARGS. So this script:
 
-- returns at once, without importing torch or huggingface_hub, when the wanted files are present and
-  their verification record matches (no hashing, no network);
-- otherwise starts ``python -m lib_lcm download`` detached, waits for it at most
-  ``LCM_LORA_INSTALL_TIMEOUT`` seconds (default 60) and leaves it running in the background after that,
-  so a slow link never blocks start-up and no transfer is killed half-way;
+- returns at once, without importing torch or huggingface_hub and without any network request, when the
+  wanted files are present and their verification record matches (no hashing);
+- otherwise starts ``python -m lib_lcm download`` detached and waits for it at most
+  ``LCM_LORA_INSTALL_TIMEOUT`` seconds in all (default 12, counted from this script's start, whatever the
+  number of variants); a download still running then carries on in the background, never cut half-way.
+  The worker stops at the first sign that the hub cannot be reached at all (no answer within
+  HF_HUB_ETAG_TIMEOUT, default 10 s; refused; DNS), for every variant at once;
+- writes only into the Lora folder of a WebUI that is really there (lib_lcm.webui_folders), never at a guess;
 - skips the network entirely with HF_HUB_OFFLINE=1 (the WebUI fetches the file on first use);
-- always exits 0 and prints at most a few ``LCM-LoRA:`` lines, never a traceback.
+- always exits 0 and prints at most a few ``LCM-LoRA:`` lines (one on failure), never a traceback.
 
 ``LCM_LORA_DOWNLOAD``: ``auto`` (default: the variants matching the checkpoints found in the checkpoint
 folders, sd15 when none is recognised), ``all``, ``none``, or a comma list of ``sd15,sdxl,ssd1b``.
 """
 import os
+import re
 import subprocess
 import sys
 import time
 
 EXTENSION_DIR = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_WAIT_SECONDS = 60.0
+DEFAULT_WAIT_SECONDS = 12.0
 
 
 def say(line):
@@ -30,22 +34,6 @@ def say(line):
 
 # lib_lcm is imported inside the functions, after main() has put the extension on sys.path, so that even a
 # broken lib_lcm ends in one "install step skipped" line and exit 0 (see the bottom of this file).
-
-
-def wanted_variants(registry, dirs):
-    from lib_lcm.lora_files import LoraFiles, state_folder
-    from lib_lcm.registry import DOWNLOAD_MODE_ENV, parse_variants
-    from lib_lcm.webui_folders import variants_for_checkpoints
-
-    choice = parse_variants(os.environ.get(DOWNLOAD_MODE_ENV, "auto"), registry)
-    if choice is not None:
-        return choice
-    if all(LoraFiles(entry, dirs.lora_dir).is_installed() for entry in registry.values()):
-        return list(registry)
-    cache = state_folder(dirs.lora_dir) / "checkpoints.json"
-    if not cache.parent.is_dir():
-        cache = None
-    return variants_for_checkpoints(dirs.checkpoint_dirs, registry, cache_path=cache)
 
 
 def accept_file_on_disk(files):
@@ -90,14 +78,23 @@ def start_worker(variants, lora_dir):
     return process, log_path
 
 
-def report(log_path):
+def report(log_path, failed, code):
+    """The worker's "installed" lines, then one line for whatever is still missing."""
     try:
         lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
-        return
+        lines = []
     for line in lines:
-        if line.startswith("LCM-LoRA:") and "% of" not in line and " ready: " not in line:
+        if line.startswith("LCM-LoRA: installed "):
             print(line, flush=True)
+    if not failed:
+        return
+    # The worker's own summary when the hub could not be reached at all, else the gist of its first error.
+    reasons = [line[len("LCM-LoRA: "):] for line in lines if line.startswith("LCM-LoRA: the hub at ")]
+    reasons += [line.split(": ", 2)[2] for line in lines if any(line.startswith(f"LCM-LoRA: {v}: ") for v in failed)]
+    reason = re.split(r"; |\. ", reasons[0], maxsplit=1)[0] if reasons else f"exit code {code}"
+    say(f"{', '.join(failed)} not downloaded: {reason}; the WebUI starts anyway and fetches "
+        f"{'it' if len(failed) == 1 else 'them'} on first use (details: {log_path}).")
 
 
 def main():
@@ -107,13 +104,17 @@ def main():
     from lib_lcm.errors import WeightsError
     from lib_lcm.hub_env import hub_offline
     from lib_lcm.lora_files import LoraFiles
-    from lib_lcm.registry import current_registry
-    from lib_lcm.webui_folders import webui_dirs
+    from lib_lcm.registry import DOWNLOAD_MODE_ENV, current_registry
+    from lib_lcm.webui_folders import WebuiFolderError, wanted_variants, webui_dirs
 
     try:
         registry = current_registry()
         dirs = webui_dirs(EXTENSION_DIR)
-        variants = wanted_variants(registry, dirs)
+        variants = wanted_variants(os.environ.get(DOWNLOAD_MODE_ENV, "auto"), registry, dirs)
+    except WebuiFolderError:
+        say(f"no WebUI found around {EXTENSION_DIR} (no launch.py and modules/paths_internal.py); nothing was "
+            "downloaded, the weights will be fetched on first use.")
+        return
     except WeightsError as exc:
         say(f"{exc} Weights will be fetched on first use instead.")
         return
@@ -133,17 +134,13 @@ def main():
     except (OSError, WeightsError) as exc:
         say(f"could not start the download ({exc}); the weights will be fetched on first use.")
         return
-    budget = wait_seconds() - (time.monotonic() - started)
     try:
-        code = process.wait(timeout=max(budget, 0.0))
+        code = process.wait(timeout=max(wait_seconds() - (time.monotonic() - started), 0.0))
     except subprocess.TimeoutExpired:
-        say(f"still downloading {', '.join(missing)} in the background (pid {process.pid}, log {log_path}); "
-            "the WebUI starts now and uses the files once they are verified.")
+        say(f"still fetching {', '.join(missing)} in the background (pid {process.pid}, log {log_path}); "
+            "the WebUI starts now and uses each file once it is verified.")
         return
-    report(log_path)
-    if code != 0:
-        say("the weights will be fetched on first use, or run `python -m lib_lcm download` "
-            f"from {EXTENSION_DIR} (log: {log_path}).")
+    report(log_path, [v for v in missing if not LoraFiles(registry[v], dirs.lora_dir).is_installed()], code)
 
 
 if __name__ == "__main__":

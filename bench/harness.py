@@ -55,6 +55,8 @@ def start(work: Path, model: str = "tiny") -> Bench:
         models = tiny.cached()
         checkpoint, sd15_lora = models.sd15, models.lcm_lora_sd15
     loras = {f"LCM-LoRA/{tiny.LCM_LORA_FILES['sd1']}": sd15_lora}
+    if model == "tiny":
+        loras[tiny.STYLE_LORA_FILE] = models.style_lora
     shipped = json.loads((ROOT / "lib_lcm" / "weights_registry.json").read_text())
     registry = work / "registry.json"
     registry.write_text(json.dumps(tiny_registry(shipped, {"sd15": sd15_lora})))

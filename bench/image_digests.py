@@ -1,5 +1,6 @@
-"""sha256 of the PNGs the real WebUI makes with LCM-LoRA on the tiny model, for fixed seeds: txt2img (LCM at CFG
-1 and 1.5, TCD), hires fix, img2img, and the `<lora:lcm>` alias with the panel off.
+"""sha256 of the PNGs the real WebUI makes with LCM-LoRA on the tiny SD 1.5 model, for fixed seeds: txt2img (LCM at
+CFG 1 and 1.5, TCD), hires fix, img2img, the `<lora:lcm>` alias with the panel off, and a style LoRA with and
+without LCM-LoRA.
 
 Run it on two checkouts (e.g. before and after a refactoring, each from its own folder) against the same prepared
 WebUI and compare the JSON lines: equal digests = byte-identical images, infotext included (the API's PNGs carry
@@ -35,6 +36,9 @@ CASES = {
     "txt2img_hires": {**lcm(), "enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent", "denoising_strength": 0.6,
                       "hr_additional_modules": ["Use same choices"]},
     "txt2img_alias_euler": {"prompt": "a photo of a cat <lora:lcm:0.8>", "sampler_name": "Euler", "steps": 4},
+    "txt2img_lcm_with_style_lora": {**lcm(), "prompt": "a photo of a cat <lora:tiny-style-sd15:0.8>"},
+    "txt2img_style_lora_euler": {"prompt": "a photo of a cat <lora:tiny-style-sd15:0.8>", "sampler_name": "Euler",
+                                 "steps": 4},
 }
 
 

@@ -50,6 +50,7 @@ def _fake_checkpoint(path: Path, label: str) -> None:
 def _prepare(root: Path, checkpoints: int) -> dict:
     (root / "modules").mkdir(parents=True)
     (root / "modules" / "paths_internal.py").write_text("")
+    (root / "launch.py").write_text("")
     folder = root / "models" / "Stable-diffusion"
     folder.mkdir(parents=True)
     for i in range(checkpoints):

@@ -1,9 +1,11 @@
-"""``python -m lib_lcm download|status``: LCM-LoRA weights for headless servers and container images.
+"""python -m lib_lcm download|status: LCM-LoRA weights for headless servers and container images.
 
-Run from the extension folder (``extensions/sd-webui-lcm-lora``). Exit codes:
-0 done, 1 unexpected error, 2 bad arguments or registry, 3 network (offline, unreachable, timeout,
-server error: retry later), 4 not found on the hub (moved repo, needs a token), 5 verification failed,
-6 local filesystem (read-only, disk full), 7 another process kept the download lock.
+Run from the extension folder (<webui>/extensions/sd-webui-lcm-lora) with the WebUI's python. The Lora folder
+is the one of a WebUI that is really there (lib_lcm.webui_folders: its launch files, or --webui-dir), or
+--lora-dir, which must exist (download --create-lora-dir creates it); nothing is written at a guessed place.
+Exit codes: 0 done, 1 unexpected error, 2 bad arguments, no WebUI found, or bad registry, 3 network
+(offline, unreachable, timeout, server error: retry later), 4 not found on the hub (moved repo, needs a
+token), 5 verification failed, 6 local filesystem (read-only, disk full), 7 another process kept the lock.
 """
 from __future__ import annotations
 
@@ -14,24 +16,31 @@ import sys
 import time
 from pathlib import Path
 
-from lib_lcm.errors import WeightsError
+from lib_lcm.errors import WeightsDownloadDisabledError, WeightsError, filesystem_error
+from lib_lcm.hub_errors import hub_unreachable
 from lib_lcm.lora_files import weights_status
 from lib_lcm.progress import progress_text
-from lib_lcm.registry import current_registry, parse_variants
-from lib_lcm.webui_folders import webui_dirs
+from lib_lcm.registry import DEFAULT_ENDPOINT, current_registry, parse_variants
+from lib_lcm.webui_folders import WebuiDirs, WebuiFolderError, wanted_variants, webui_dirs
 
-EXTENSION_DIR = Path(__file__).resolve().parents[1]
+DESCRIPTION = ("Download and verify the LCM-LoRA weights into the WebUI's Lora folder, or show their status. "
+               "Run it from <webui>/extensions/sd-webui-lcm-lora with the WebUI's python.")
+VARIANT_HELP = ("sd15, sdxl, ssd1b, all, none, auto (the variants the WebUI's checkpoints need, as install.py "
+                "picks them) or a comma list; repeatable")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lib_lcm", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lib_lcm", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
-    lora_help = "the WebUI's Lora folder (default: from COMMANDLINE_ARGS, else <webui>/models/Lora)"
-
     download = commands.add_parser("download", help="download and verify LCM-LoRA weights")
-    download.add_argument("--variant", "-v", action="append", default=None,
-                          help="sd15, sdxl, ssd1b, all, or a comma list (repeatable; default: all)")
-    download.add_argument("--lora-dir", help=lora_help)
+    status = commands.add_parser("status", help="show which weights are installed and verified")
+    for command in (download, status):
+        command.add_argument("--variant", "-v", action="append", default=None, help=f"{VARIANT_HELP} (default: all)")
+        command.add_argument("--lora-dir", help="the WebUI's Lora folder; it must exist (default: the Lora folder "
+                                                "of the WebUI this extension is in, from COMMANDLINE_ARGS)")
+        command.add_argument("--webui-dir", help="the WebUI folder (holding launch.py), when this copy of the "
+                                                 "extension is not in its extensions folder")
+    download.add_argument("--create-lora-dir", action="store_true", help="create the --lora-dir folder if missing")
     download.add_argument("--timeout", type=float, default=None,
                           help="seconds to wait for the hub to answer (default HF_HUB_ETAG_TIMEOUT or 10)")
     download.add_argument("--lock-timeout", type=float, default=900.0,
@@ -39,17 +48,54 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("--progress-lines", action="store_true",
                           help="print a progress line every 10%% (for logs) instead of a progress bar")
     download.add_argument("--quiet", "-q", action="store_true", help="print only errors")
-
-    status = commands.add_parser("status", help="show which weights are installed and verified")
-    status.add_argument("--variant", "-v", action="append", default=None,
-                        help="variants to check (default: all); exit 1 unless all of them are verified")
-    status.add_argument("--lora-dir", help=lora_help)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     return parser
 
 
-def _lora_dir(value: str | None) -> Path:
-    return Path(value).absolute() if value else webui_dirs(EXTENSION_DIR).lora_dir
+def _extension_dir() -> Path:
+    """This extension's folder as the user reached it: through a symlinked <webui>/extensions/<name> too."""
+    here = Path(os.path.abspath(__file__)).parents[1]
+    logical = os.environ.get("PWD", "")  # the shell's working folder keeps the symlink os.getcwd() resolves
+    try:
+        if os.path.isabs(logical) and os.path.samefile(logical, here):
+            return Path(logical)
+    except OSError:
+        pass
+    return here
+
+
+def _given_lora_dir(value: str, create: bool) -> Path:
+    path = Path(os.path.abspath(os.path.expanduser(value)))
+    if create and not path.exists():
+        try:
+            path.mkdir(parents=True)
+        except OSError as exc:
+            raise filesystem_error(exc, "creating", path) from None
+    if not path.is_dir():
+        raise WebuiFolderError(
+            f"--lora-dir {path} {'is not a folder' if path.exists() else 'does not exist'}: check the spelling "
+            "(a WebUI's Lora folder is <webui>/models/Lora unless its flags say otherwise), or, for download, "
+            "add --create-lora-dir to create it."
+        )
+    return path.resolve()
+
+
+def _folders(args, registry) -> tuple[Path, list[str]]:
+    """The Lora folder and the variants to handle; the WebUI is looked for only where it is needed."""
+    choice = parse_variants(",".join(args.variant or ["all"]), registry)
+    dirs = None
+    if choice is None or args.webui_dir or not args.lora_dir:
+        try:
+            dirs = webui_dirs(_extension_dir(), webui_dir=args.webui_dir)
+        except WebuiFolderError as exc:
+            if choice is None and args.lora_dir:
+                raise WebuiFolderError(f"--variant auto reads the checkpoints of a WebUI, and {exc}") from None
+            raise
+    lora_dir = _given_lora_dir(args.lora_dir, getattr(args, "create_lora_dir", False)) if args.lora_dir else None
+    if dirs is not None:
+        dirs = WebuiDirs(lora_dir or dirs.lora_dir, dirs.checkpoint_dirs)
+        lora_dir = dirs.lora_dir
+    return lora_dir, (choice if choice is not None else wanted_variants("auto", registry, dirs))
 
 
 class _ProgressLines:
@@ -67,45 +113,61 @@ class _ProgressLines:
 
 
 def _download(args) -> int:
+    """Each variant in turn; after a network-level failure (the hub cannot be reached at all) the others are
+    only checked on disk, and one line says which were not tried."""
     from lib_lcm.download import ensure_weights
 
     registry = current_registry()
-    variants = parse_variants(",".join(args.variant or ["all"]), registry)
-    if variants is None:
-        variants = list(registry)
-    lora_dir = _lora_dir(args.lora_dir)
+    lora_dir, variants = _folders(args, registry)
     log = None if args.quiet else print
     if args.progress_lines or args.quiet:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    code = 0
+    code, unreachable, not_tried = 0, None, []
     for variant in variants:
         entry = registry[variant]
         progress = _ProgressLines(entry.stem) if args.progress_lines else None
         started = time.monotonic()
         try:
             path = ensure_weights(variant, lora_dir, progress, registry=registry, timeout=args.timeout,
-                                  lock_timeout=args.lock_timeout, log=log)
+                                  lock_timeout=args.lock_timeout, allow_download=unreachable is None, log=log)
+        except WeightsDownloadDisabledError:
+            not_tried.append(variant)
+            continue
         except WeightsError as exc:
             print(f"LCM-LoRA: {variant}: {exc}", file=sys.stderr, flush=True)
-            code = code or exc.exit_code
+            code, unreachable = code or exc.exit_code, unreachable or hub_unreachable(exc)
             continue
         if not args.quiet:
             print(f"LCM-LoRA: {variant} ready: {path} ({time.monotonic() - started:.1f} s)", flush=True)
+    if unreachable:
+        host = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        skipped = f"not trying {', '.join(not_tried)}; " if not_tried else ""
+        print(f"LCM-LoRA: the hub at {host} cannot be reached ({unreachable}); {skipped}retry later.",
+              file=sys.stderr, flush=True)
     return code
+
+
+def _state(row: dict) -> str:
+    if row["verified"]:
+        return f"verified ({row['verification']})"
+    if not row["installed"]:
+        return f"missing ({row['partial_bytes']} bytes of a download so far)" if row["partial_bytes"] else "missing"
+    if row["expected_size"] is not None and row["size"] != row["expected_size"]:
+        return f"wrong size ({row['size']} bytes, expected {row['expected_size']})"
+    return "present, not verified yet (run download to verify)"
 
 
 def _status(args) -> int:
     registry = current_registry()
-    variants = parse_variants(",".join(args.variant or ["all"]), registry)
-    wanted = list(registry) if variants is None else variants
-    rows = [row for row in weights_status(_lora_dir(args.lora_dir), registry) if row["variant"] in wanted]
+    lora_dir, wanted = _folders(args, registry)
+    rows = [row for row in weights_status(lora_dir, registry) if row["variant"] in wanted]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        for row in rows:
-            state = f"verified ({row['verification']})" if row["verified"] else (
-                "present, not verified yet" if row["installed"] else "missing")
-            print(f"{row['variant']:6} {state:26} {row['path']}")
+        states = [_state(row) for row in rows]
+        width = max(map(len, states), default=0)
+        for row, state in zip(rows, states, strict=True):
+            print(f"{row['variant']:6} {state:{width}}  {row['path']}")
     return 0 if all(row["verified"] for row in rows) else 1
 
 

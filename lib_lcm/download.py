@@ -29,13 +29,14 @@ from lib_lcm.download_lock import DownloadLock, ProgressPoller, call_progress
 from lib_lcm.errors import (
     WeightsDiskFullError,
     WeightsDownloadDisabledError,
+    WeightsError,
     WeightsNetworkError,
     WeightsOfflineError,
     WeightsVerificationError,
     filesystem_error,
 )
 from lib_lcm.hub_env import hub_offline
-from lib_lcm.hub_errors import as_weights_error, first_line, import_hub
+from lib_lcm.hub_errors import as_weights_error, first_line, import_hub, unreachable_error
 from lib_lcm.lora_files import LoraFiles, make_folders
 from lib_lcm.progress import megabytes
 from lib_lcm.registry import get_entry
@@ -98,27 +99,36 @@ def ensure_weights(
             files.remember_verified(verification)
             log(f"LCM-LoRA: {files.target} verified ({_how(files, verification)})")
             return files.target
-    make_folders(lora_dir)
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
+    if not files.state.is_dir() and not files.target.exists():  # nothing on disk to finish: refuse, create nothing
+        _refuse_network(files, allow_download, endpoint)
+    make_folders(lora_dir)
     with DownloadLock(files, lock_timeout, progress, log):
         if files.recorded_verification():  # another process finished while we waited
             files.write_sidecar()
             return files.target
         if _install_local_candidates(files, log):
             return files.target
-        if not allow_download:
-            raise WeightsDownloadDisabledError(
-                f"{files.entry.stem} is not installed and downloading is turned off (LCM-LoRA settings). "
-                f"{files.manual_download_hint(endpoint)}"
-            )
-        if hub_offline():
-            raise WeightsOfflineError(
-                f"{files.entry.stem} is not installed and HF_HUB_OFFLINE is set; it will be downloaded on first "
-                f"use once online. {files.manual_download_hint(endpoint)}"
-            )
+        _refuse_network(files, allow_download, endpoint)
         timeout = float(timeout if timeout is not None else os.environ.get("HF_HUB_ETAG_TIMEOUT") or 10)
-        _fetch(files, progress, endpoint, token, timeout, retries, cache_dir, log)
+        try:
+            _fetch(files, progress, endpoint, token, timeout, retries, cache_dir, log)
+        finally:
+            _tidy_staging(files)
         return files.target
+
+
+def _refuse_network(files: LoraFiles, allow_download: bool, endpoint) -> None:
+    if not allow_download:
+        raise WeightsDownloadDisabledError(
+            f"{files.entry.stem} is not installed and downloading is turned off (LCM-LoRA settings). "
+            f"{files.manual_download_hint(endpoint)}"
+        )
+    if hub_offline():
+        raise WeightsOfflineError(
+            f"{files.entry.stem} is not installed and HF_HUB_OFFLINE is set; it will be downloaded on first "
+            f"use once online. {files.manual_download_hint(endpoint)}"
+        )
 
 
 def _fetch(files: LoraFiles, progress, endpoint, token, timeout: float, retries: int, cache_dir, log) -> None:
@@ -135,7 +145,16 @@ def _fetch(files: LoraFiles, progress, endpoint, token, timeout: float, retries:
     verification = _install(files, Path(staged), log, source=entry.url(endpoint))
     if progress is not None:
         call_progress(progress, verification.size, verification.size)
-    shutil.rmtree(files.staging, ignore_errors=True)
+
+
+def _tidy_staging(files: LoraFiles) -> None:
+    """After a download, done or failed (the caller still holds the variant lock, so nobody else uses the
+    staging folder): drop huggingface_hub's own lock files there, and the whole folder unless a partial
+    download is left to resume."""
+    for lock in files.staging.glob(".cache/huggingface/**/*.lock"):
+        lock.unlink(missing_ok=True)
+    if not any(files.partials.glob("*.incomplete")):
+        shutil.rmtree(files.staging, ignore_errors=True)
 
 
 # -- local files -------------------------------------------------------------------------------------
@@ -244,10 +263,15 @@ def _probe(files: LoraFiles, endpoint, token, timeout: float):
         # Like huggingface_hub's own metadata call, do not follow the redirect to the CDN: presigned CDN
         # URLs may refuse HEAD, and the hub puts size and etag on the redirect itself.
         no_redirects = {"follow_redirects": False} if _version(hub.__version__) >= (1, 0) else {"allow_redirects": False}
-        response = http_backoff(
-            "HEAD", url, headers=headers, timeout=timeout, max_retries=0, retry_on_status_codes=(), **no_redirects
-        )
+        try:
+            response = http_backoff(
+                "HEAD", url, headers=headers, timeout=timeout, max_retries=0, retry_on_status_codes=(), **no_redirects
+            )
+        except Exception as exc:  # no answer at all: no other file can be fetched either
+            raise unreachable_error(exc, files, endpoint, timeout) from exc
         hf_raise_for_status(response)
+    except WeightsError:
+        raise
     except Exception as exc:
         raise as_weights_error(exc, files, endpoint, timeout) from exc
     finally:

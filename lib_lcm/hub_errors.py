@@ -65,6 +65,25 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def unreachable_error(exc: BaseException, files: LoraFiles, endpoint, timeout) -> WeightsError:
+    """``as_weights_error`` for a request that got no answer at all (timeout, refused, DNS, unreachable network,
+    TLS): such a network error is marked so that ``hub_unreachable`` returns its short reason, because every
+    other file would fail the same way."""
+    error = as_weights_error(exc, files, endpoint, timeout)
+    if isinstance(error, WeightsNetworkError) and not isinstance(error, WeightsOfflineError):
+        if isinstance(error, WeightsTimeoutError):
+            error.hub_unreachable = f"no answer within {timeout:g} s"
+        else:
+            known = (reason for cause in _chain(exc) for needle, reason in _REASONS if needle in str(cause))
+            error.hub_unreachable = next(known, first_line(exc))
+    return error
+
+
+def hub_unreachable(error: BaseException) -> str | None:
+    """The short reason ("connection refused", ...) when ``error`` says the hub could not be reached at all."""
+    return getattr(error, "hub_unreachable", None)
+
+
 def _chain(exc: BaseException):
     seen = set()
     while exc is not None and id(exc) not in seen:

@@ -10,7 +10,7 @@ folders included, and resolves ``<lora:NAME>`` by file stem)::
     <lora_dir>/LCM-LoRA/<stem>.json             Lora-tab card metadata ("sd version", description, ...)
     <lora_dir>/LCM-LoRA/.state/<stem>.record.json   size, mtime_ns and sha256 of the verified file
     <lora_dir>/LCM-LoRA/.state/<stem>.part          downloaded bytes while they are verified
-    <lora_dir>/LCM-LoRA/.state/<variant>.lock       cross-process download lock
+    <lora_dir>/LCM-LoRA/.state/<variant>.lock       cross-process download lock (only while a download runs)
     <lora_dir>/LCM-LoRA/.state/<variant>/           huggingface_hub ``local_dir`` staging (``*.incomplete``)
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib_lcm.errors import WeightsError, filesystem_error
+from lib_lcm.params import SAMPLER_LCM, SAMPLER_TCD
 from lib_lcm.registry import HEX40, Registry, WeightsEntry, current_registry
 from lib_lcm.verification import Verification
 
@@ -66,7 +67,7 @@ def sidecar_metadata(entry: WeightsEntry) -> dict:
     return {
         "description": (
             f"{entry.title}: https://huggingface.co/{entry.repo_id} @ {revision}{licence}. "
-            "Installed by sd-webui-lcm-lora; use with the LCM sampler, 2-8 steps, CFG 1-2."
+            f"Installed by sd-webui-lcm-lora; use with the {SAMPLER_LCM} sampler (or {SAMPLER_TCD}), 2-8 steps, CFG 1-2."
         ),
         "sd version": entry.sd_version,
         "activation text": "",

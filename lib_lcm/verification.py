@@ -28,6 +28,11 @@ def sha256_file(path, chunk_size: int = 4 * 1024 * 1024) -> str:
     return digest.hexdigest()
 
 
+def lora_modules(header: dict) -> set[str]:
+    """The modules a LoRA file adapts (`lora_unet_...`, `lora_te...`), from its safetensors header."""
+    return {name.partition(".")[0] for name in header if name != "__metadata__" and name.partition(".")[2] in _LORA_SUFFIXES}
+
+
 def lora_header_problems(entry: WeightsEntry, header: dict) -> list[str]:
     """Why ``header`` is not an A1111-loadable UNet LoRA for ``entry``'s architecture ([] when it is)."""
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}

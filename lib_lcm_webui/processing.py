@@ -6,6 +6,9 @@ into p.all_prompts / p.all_hr_prompts in process (before any batch parses its ex
 """
 from __future__ import annotations
 
+import functools
+import os
+
 from modules import shared
 
 from lib_lcm import download, prompt_tags, registry
@@ -19,6 +22,8 @@ from lib_lcm.params import (
     parse_script_args,
 )
 from lib_lcm.progress import progress_text
+from lib_lcm.safetensors_header import read_header
+from lib_lcm.verification import lora_modules
 from lib_lcm_webui import compat, settings
 from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint
 from lib_lcm_webui.state import LcmLoraError, fail_generation, generation_state, update_generation_state
@@ -144,3 +149,40 @@ def ensure_lora_file(variant: str, stem: str):
 def on_infotext_pasted(infotext: str, params: dict):
     """Our infotext keys hold a "-", which A1111 1.6's paste parser cuts off; put them back for the panel."""
     compat.restore_infotext_keys(infotext, params, INFOTEXT_KEYS)
+
+
+def check_lora_modules(p) -> None:
+    """Script hook (after the host activated the prompt's LoRAs): say, once in the console and in the infotext,
+    when the host applies fewer modules of one of our LCM-LoRA files than the file holds."""
+    for stem in registry.stems():
+        applied = compat.applied_lora_modules(stem)
+        if applied is None:
+            continue
+        count, path = applied
+        expected = _module_count(path, _mtime_ns(path))
+        if expected and count < expected:
+            message = (f"the WebUI applied {count} of the {expected} modules of {stem}: the image is not what "
+                       "LCM-LoRA was trained to give; update this extension, or report it with your WebUI version")
+            _say_once(f"LCM-LoRA warning: {message}")
+            params = p.extra_generation_params
+            params[INFOTEXT_WARNING] = "; ".join(filter(None, (params.get(INFOTEXT_WARNING), message)))
+
+
+def _mtime_ns(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _module_count(path: str, mtime_ns: int | None) -> int | None:
+    try:
+        return len(lora_modules(read_header(path)))
+    except (OSError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _say_once(line: str) -> None:
+    print(line)

@@ -273,6 +273,29 @@ def _sampler_modules():
             "sd_samplers_common": common, "sd_samplers": samplers}
 
 
+def _patches_module():
+    """`modules.patches` (A1111 1.6+): patch/undo/original, one patch per (caller key, object, field)."""
+    patches = types.ModuleType("modules.patches")
+    patches.originals = {}
+
+    def patch(key, obj, field, replacement):
+        done = patches.originals.setdefault(key, {})
+        if (obj, field) in done:
+            raise RuntimeError(f"patch for {field} is already applied")
+        done[(obj, field)] = getattr(obj, field)
+        setattr(obj, field, replacement)
+
+    def undo(key, obj, field):
+        done = patches.originals.setdefault(key, {})
+        if (obj, field) not in done:
+            raise RuntimeError(f"there is no patch for {field} to undo")
+        setattr(obj, field, done.pop((obj, field)))
+
+    patches.patch, patches.undo = patch, undo
+    patches.original = lambda key, obj, field: patches.originals.get(key, {}).get((obj, field))
+    return patches
+
+
 def _k_diffusion_modules():
     k_diffusion = types.ModuleType("k_diffusion")
     k_diffusion.__path__ = []
@@ -291,7 +314,7 @@ def fake_webui(sd_model=None, opts=None, input_accordion=True):
     gr, context, ui = fake_gradio()
     modules = types.ModuleType("modules")
     modules.__path__ = []
-    parts = {"shared": _shared_module(sd_model, opts), **_sampler_modules()}
+    parts = {"shared": _shared_module(sd_model, opts), "patches": _patches_module(), **_sampler_modules()}
     sd_models = parts["sd_models"] = types.ModuleType("modules.sd_models")
     sd_models.select_checkpoint = lambda: None  # no checkpoint selected (A1111 and Forge have this function)
     ui_components = parts["ui_components"] = types.ModuleType("modules.ui_components")

@@ -18,14 +18,22 @@ body bytes sent).
 
 Also: ``lora_bytes`` (small LoRA-like safetensors payloads) and ``registry_json`` (an
 ``LCM_LORA_REGISTRY`` document for files on a hub).
+
+Hubs that cannot be reached, all on 127.0.0.1 (no packet leaves the machine): ``SilentListener`` accepts
+connections (the kernel's backlog does) and never answers; ``refused_url()`` names a port nobody listens on;
+``UNRESOLVABLE_URL`` names a ``.invalid`` host, which ``refuse_invalid_hosts`` (in-process) or the
+``sitecustomize`` written by ``dns_failure_hook`` (subprocesses) fails to resolve without asking a resolver.
 """
 from __future__ import annotations
 
 import hashlib
 import http.server
+import inspect
 import re
+import socket
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote
 
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
@@ -296,3 +304,55 @@ def registry_json(entries: dict[str, dict]) -> dict:
         entry.update(fields)
         variants[variant] = entry
     return {"schema_version": 1, "variants": variants}
+
+
+UNRESOLVABLE_URL = "http://hub.nonexistent.invalid"
+
+
+class SilentListener:
+    """A TCP port on 127.0.0.1 that accepts connections (into the backlog) and never answers a byte."""
+
+    def __enter__(self):
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        return self
+
+    def __exit__(self, *exc_info):
+        self._socket.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+
+
+def refused_url() -> str:
+    """An http URL on 127.0.0.1 whose port was just free: connecting is refused at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def refuse_invalid_hosts(getaddrinfo):
+    """``socket.getaddrinfo`` failing for ``*.invalid`` hosts as a resolver without an answer does (no query)."""
+
+    def resolve(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name.rstrip(".").lower().endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return getaddrinfo(host, *args, **kwargs)
+
+    return resolve
+
+
+def dns_failure_hook(folder) -> str:
+    """Write a ``sitecustomize.py`` into ``folder`` that installs ``refuse_invalid_hosts`` in every Python
+    started with ``folder`` on PYTHONPATH (workers included); returns the folder for PYTHONPATH."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    source = inspect.getsource(refuse_invalid_hosts)
+    (folder / "sitecustomize.py").write_text(
+        f"import socket\n\n\n{source}\n\nsocket.getaddrinfo = refuse_invalid_hosts(socket.getaddrinfo)\n"
+    )
+    return str(folder)

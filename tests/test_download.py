@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -20,9 +21,19 @@ import pytest
 
 from lib_lcm import errors, lora_files
 from lib_lcm.download import ensure_weights
+from lib_lcm.download_lock import LockFile
+from lib_lcm.hub_errors import hub_unreachable
 from lib_lcm.lora_files import STATE_FOLDER, LoraFiles, make_folders, weights_status
 from lib_lcm.registry import WeightsEntry, parse_registry
-from tests.fakehub import FakeHub, lora_bytes, registry_json
+from tests.fakehub import (
+    UNRESOLVABLE_URL,
+    FakeHub,
+    SilentListener,
+    lora_bytes,
+    refuse_invalid_hosts,
+    refused_url,
+    registry_json,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LISTED = (".pt", ".ckpt", ".safetensors")  # what the WebUI's Lora scanner lists, hidden folders included
@@ -284,7 +295,7 @@ def test_offline_mode_fails_at_once_without_requests(site, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(errors.WeightsOfflineError) as caught:
         site.ensure()
-    assert site.hub.requests == []
+    assert site.hub.requests == [] and not site.lora_dir.exists()  # nothing created
     assert "first use" in str(caught.value) and str(site.final()) in str(caught.value)
 
 
@@ -292,6 +303,8 @@ def test_download_not_allowed_uses_only_what_is_on_disk(site):
     with pytest.raises(errors.WeightsDownloadDisabledError) as caught:
         site.ensure(allow_download=False)
     assert site.hub.requests == [] and str(site.final()) in str(caught.value)
+    assert not site.lora_dir.exists()  # refused before creating any folder
+    site.final().parent.mkdir(parents=True)
     site.final().write_bytes(site.payload["sd15"])
     assert site.ensure(allow_download=False) == site.final()
     assert site.hub.requests == []
@@ -376,14 +389,76 @@ def test_disk_too_small_is_refused_before_downloading(site, monkeypatch):
 
 
 def test_busy_lock_gives_up_after_lock_timeout(site):
-    from filelock import FileLock
-
     make_folders(site.lora_dir)
-    holder = FileLock(str(site.on_disk().lock))
-    with holder:
+    holder = LockFile(site.on_disk().lock)
+    assert holder.acquire(0)
+    try:
         with pytest.raises(errors.WeightsBusyError, match="locked"):
             site.ensure(lock_timeout=0.2)
+    finally:
+        holder.release()
     assert site.hub.requests == []
+
+
+def lock_files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.lock"))
+
+
+@pytest.mark.parametrize("outcome", ["installed", "refused", "server-error", "wrong-bytes", "cut", "offline"])
+def test_no_lock_file_stays_behind_whatever_the_outcome(site, monkeypatch, outcome):
+    endpoint = refused_url() if outcome == "refused" else site.hub.url
+    site.hub.status = 503 if outcome == "server-error" else None
+    site.hub.corrupt = outcome == "wrong-bytes"
+    site.hub.cuts, site.hub.cut_after = (5, 100) if outcome == "cut" else (0, 0)  # huggingface_hub 1.x+ may resume
+    if outcome == "offline":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        make_folders(site.lora_dir)
+    try:
+        site.ensure(endpoint=endpoint)
+    except errors.WeightsError:
+        assert outcome != "installed"
+    assert lock_files(site.lora_dir) == []
+    staging = site.on_disk().staging
+    # Only a partial download worth resuming (huggingface_hub 0.x) keeps the staging folder.
+    assert not staging.exists() or list(site.on_disk().partials.glob("*.incomplete"))
+
+
+def test_a_waiter_left_holding_a_removed_lock_file_tries_again(tmp_path, monkeypatch):
+    import fcntl
+
+    path = tmp_path / "sd15.lock"
+    first, second, third = LockFile(path), LockFile(path), LockFile(path)
+    assert first.acquire(0)
+    real_flock = fcntl.flock
+
+    def hand_over_then_flock(fd, operation):
+        # Between `second` opening the file and locking it: `first` finishes (removing the file) and `third`
+        # takes the lock on a new file at the same path. `second` then gets a lock nobody else can see.
+        monkeypatch.setattr(fcntl, "flock", real_flock)
+        first.release()
+        assert third.acquire(0)
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", hand_over_then_flock)
+    assert not second.acquire(0.3), "two holders at once"
+    third.release()
+    assert not path.exists()
+    assert second.acquire(0) and path.exists()
+    second.release()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("problem", ["refused", "silent", "dns", "server-error", "not-found", "wrong-bytes"])
+def test_only_a_hub_that_cannot_be_reached_at_all_is_marked_unreachable(site, monkeypatch, problem):
+    monkeypatch.setattr(socket, "getaddrinfo", refuse_invalid_hosts(socket.getaddrinfo))
+    endpoints = {"refused": refused_url(), "dns": UNRESOLVABLE_URL}
+    site.hub.status = {"server-error": 503, "not-found": 404}.get(problem)
+    site.hub.corrupt = problem == "wrong-bytes"
+    with SilentListener() as silent, pytest.raises(errors.WeightsError) as caught:
+        site.ensure(endpoint=silent.url if problem == "silent" else endpoints.get(problem, site.hub.url), timeout=1)
+    expected = {"refused": "connection refused", "silent": "no answer within 1 s",
+                "dns": "cannot resolve the host name: no network or DNS"}.get(problem)
+    assert hub_unreachable(caught.value) == expected, caught.value
 
 
 def test_broken_progress_callback_does_not_break_the_download(site):
@@ -396,6 +471,8 @@ def test_broken_progress_callback_does_not_break_the_download(site):
 WORKER = """
 import sys
 from lib_lcm.download import ensure_weights
+from lib_lcm.download_lock import LockFile
+from lib_lcm.hub_errors import hub_unreachable
 path = ensure_weights("sd15", sys.argv[1], lock_timeout=120, log=lambda line: print(line, flush=True))
 print("RESULT", path, flush=True)
 """

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lib_lcm import errors
-from tests.fakehub import FakeHub
+from tests.fakehub import FakeHub, SilentListener, refused_url
 from tests.test_download import Site
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def site(tmp_path):
     with FakeHub() as hub:
-        yield Site(hub, tmp_path)
+        site = Site(hub, tmp_path)
+        site.lora_dir.mkdir(parents=True)
+        yield site
 
 
 def cli(site: Site, *args: str, **env) -> subprocess.CompletedProcess:
@@ -59,7 +61,7 @@ def test_failures_exit_with_their_code_and_one_message(site, setup, args, env, c
 def test_filesystem_failure_exit_code(site, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    done = cli(site, "download", "-v", "sd15", "--lora-dir", str(blocker / "Lora"))
+    done = cli(site, "download", "-v", "sd15", "--lora-dir", str(blocker / "Lora"), "--create-lora-dir")
     assert done.returncode == errors.WeightsFilesystemError.exit_code == 6
     assert "Traceback" not in done.stderr
 
@@ -77,3 +79,31 @@ def test_progress_lines_print_once_per_tenth_in_the_shared_wording(capsys):
         "LCM-LoRA: Downloading lcm-lora-sdv1-5: 35% of 134.6 MB",
         "LCM-LoRA: Downloading lcm-lora-sdv1-5: 100% of 134.6 MB",
     ]
+
+
+def test_status_tells_a_wrong_size_from_a_file_not_yet_verified(site):
+    wrong, unhashed = site.final("sd15"), site.final("sdxl")
+    wrong.parent.mkdir(parents=True)
+    wrong.write_bytes(b"not a LoRA")
+    unhashed.write_bytes(site.payload["sdxl"])
+    done = cli(site, "status", "--lora-dir", str(site.lora_dir))
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
+    assert f"wrong size (10 bytes, expected {len(site.payload['sd15'])})" in lines["sd15"]
+    assert "present, not verified yet (run download to verify)" in lines["sdxl"]
+    assert lines["ssd1b"].split()[1] == "missing" and done.returncode == 1
+
+
+@pytest.mark.parametrize("network", ["refused", "silent"])
+def test_a_hub_that_cannot_be_reached_stops_the_other_variants_with_one_line(site, network):
+    cli(site, "download", "-v", "sdxl", "--lora-dir", str(site.lora_dir))  # installed before the outage
+    with SilentListener() as silent:
+        endpoint = silent.url if network == "silent" else refused_url()
+        done = cli(site, "download", "--lora-dir", str(site.lora_dir), "--timeout", "1", HF_ENDPOINT=endpoint)
+    assert done.returncode == errors.WeightsNetworkError.exit_code == 3, done.stderr
+    errors_seen = [line for line in done.stderr.splitlines() if line.startswith("LCM-LoRA: ")]
+    reason = "connection refused" if network == "refused" else "no answer within 1 s"
+    assert errors_seen[0].startswith("LCM-LoRA: sd15: ") and len(errors_seen) == 2, errors_seen
+    assert errors_seen[1] == (f"LCM-LoRA: the hub at {endpoint} cannot be reached ({reason}); "
+                              "not trying ssd1b; retry later.")
+    assert f"sdxl ready: {site.final('sdxl')}" in done.stdout
+    assert list(site.lora_dir.rglob("*.lock")) == []

@@ -96,6 +96,8 @@ def test_sidecar_card_uses_the_webui_lora_tab_keys_and_keeps_user_edits(tmp_path
     assert set(card) == {"description", "sd version", "activation text", "preferred weight", "negative text", "notes"}
     assert card["sd version"] == "SDXL" and "latent-consistency/lcm-lora-sdxl" in card["description"]
     assert "openrail++" in card["description"]
+    # The host's own "LCM" sampler is not the one to use (README): name ours, from the parameter table.
+    assert "use with the LCM-LoRA sampler (or LCM-LoRA TCD)" in card["description"]
     files.sidecar.write_text(json.dumps({"sd version": "SDXL", "notes": "mine"}))
     files.write_sidecar()
     assert json.loads(files.sidecar.read_text())["notes"] == "mine"

@@ -6,7 +6,9 @@ POST /lcm-test/v1/unet/reset clears it; GET /lcm-test/v1/xyz-axes lists the X/Y/
 order its "X type" index refers to; GET /lcm-test/v1/opts returns the registered LCM-LoRA settings
 (`shared.opts.data`, unfiltered: Forge's GET /sdapi/v1/options lists only the settings known when its API models
 were first imported, before any extension's `on_ui_settings`); GET /lcm-test/v1/panel-status returns the LCM-LoRA
-panel's status line for the loaded checkpoint, as the panel's Refresh computes it.
+panel's status line for the loaded checkpoint, as the panel's Refresh computes it; GET /lcm-test/v1/lora?name=STEM
+returns the host's own state of that loaded LoRA (A1111's built-in Lora extension): the modules it applies, and the
+weight change it made to the UNet layer named by `layer` (current weight minus the host's backup).
 """
 from modules import script_callbacks, scripts, shared
 
@@ -68,6 +70,20 @@ def _routes(_demo, app):
 
         return {"html": status.refresh_status()[0]}
 
+    def lora(name: str, layer: str = "diffusion_model_output_blocks_2_2_conv"):
+        import sys
+
+        networks = sys.modules["networks"]  # the built-in Lora extension's module
+        net = next((net for net in networks.loaded_networks if net.name == name), None)
+        if net is None:
+            return {"loaded": False}
+        module = shared.sd_model.network_layer_mapping.get(layer)
+        backup = getattr(module, "network_weights_backup", None)
+        delta = None if backup is None else (module.weight.detach().cpu().double() - backup.double()).tolist()
+        return {"loaded": True, "applied": sorted(net.modules), "file": net.network_on_disk.filename,
+                "layer_delta": delta}
+
+    app.add_api_route("/lcm-test/v1/lora", lora, methods=["GET"])
     app.add_api_route("/lcm-test/v1/panel-status", panel_status, methods=["GET"])
     app.add_api_route("/lcm-test/v1/unet", read, methods=["GET"])
     app.add_api_route("/lcm-test/v1/opts", opts, methods=["GET"])
