@@ -38,15 +38,10 @@ def say(line):
 
 def accept_file_on_disk(files):
     """A file put in place by hand (or with a stale record) is hashed here: no network, no heavy import."""
-    from lib_lcm.verification import verify_file
-
-    if not files.target.is_file():
-        return False
-    verification = verify_file(files.entry, files.target)
-    if verification.ok:
-        files.remember_verified(verification)
+    verification = files.verify_on_disk()
+    if verification is not None and verification.ok:
         say(f"{files.target} verified ({verification.method}).")
-    return verification.ok
+    return verification is not None and verification.ok
 
 
 def wait_seconds():

@@ -93,12 +93,10 @@ def ensure_weights(
     if files.recorded_verification():
         files.write_sidecar()
         return files.target
-    if files.target.is_file():  # placed by hand, changed, or in a read-only folder: hashing needs no lock
-        verification = verify_file(files.entry, files.target)
-        if verification.ok:
-            files.remember_verified(verification)
-            log(f"LCM-LoRA: {files.target} verified ({_how(files, verification)})")
-            return files.target
+    verification = files.verify_on_disk()  # placed by hand, changed, or in a read-only folder: no lock needed
+    if verification is not None and verification.ok:
+        log(f"LCM-LoRA: {files.target} verified ({_how(files, verification)})")
+        return files.target
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
     if not files.state.is_dir() and not files.target.exists():  # nothing on disk to finish: refuse, create nothing
         _refuse_network(files, allow_download, endpoint)
@@ -163,10 +161,9 @@ def _tidy_staging(files: LoraFiles) -> None:
 def _install_local_candidates(files: LoraFiles, log) -> bool:
     """Accept a hand-placed file, or finish an install a crashed process left half-done."""
     final = files.target
-    if final.exists():
-        verification = verify_file(files.entry, final)
+    verification = files.verify_on_disk()
+    if verification is not None:
         if verification.ok:
-            files.remember_verified(verification)
             log(f"LCM-LoRA: {final} verified ({_how(files, verification)})")
             return True
         rejected = files.verifying.with_suffix(".rejected")

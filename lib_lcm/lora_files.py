@@ -23,7 +23,7 @@ from pathlib import Path
 from lib_lcm.errors import WeightsError, filesystem_error
 from lib_lcm.params import SAMPLER_LCM, SAMPLER_TCD
 from lib_lcm.registry import HEX40, Registry, WeightsEntry, current_registry
-from lib_lcm.verification import Verification
+from lib_lcm.verification import Verification, verify_file
 
 SUBFOLDER = "LCM-LoRA"
 STATE_FOLDER = ".state"
@@ -102,6 +102,11 @@ class LoraFiles:
     @property
     def target(self) -> Path:
         return self.folder / self.entry.file_name
+
+    @property
+    def relative_name(self) -> str:
+        """The file as the Lora folder names it (what answers show instead of the server's path)."""
+        return f"{SUBFOLDER}/{self.entry.file_name}"
 
     @property
     def sidecar(self) -> Path:
@@ -217,6 +222,16 @@ class LoraFiles:
             self.write_sidecar()
             return False
         return self.write_sidecar()
+
+    def verify_on_disk(self) -> Verification | None:
+        """Hash the file at the target (placed by hand, changed, or never recorded) and remember it when it is
+        good; None when there is no file. Reads the whole file once, never the network."""
+        if not self.target.is_file():
+            return None
+        verification = verify_file(self.entry, self.target)
+        if verification.ok:
+            self.remember_verified(verification)
+        return verification
 
     def status_row(self) -> dict:
         """This variant's row of ``weights_status`` (no hashing)."""

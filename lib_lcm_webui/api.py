@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from lib_lcm import download, registry
 from lib_lcm.errors import WeightsError
-from lib_lcm.lora_files import SUBFOLDER, LoraFiles, weights_status
+from lib_lcm.lora_files import LoraFiles
 from lib_lcm_webui.downloads import DownloadRunning, exclusive_download
 
 # A route every host's API adds (A1111 1.6-1.10, Forge); its dependencies are the host's authentication.
@@ -65,11 +65,11 @@ def without_server_paths(text: str) -> str:
     return text.replace(str(lora_dir()), LORA_FOLDER)
 
 
-def _public_row(row: dict) -> dict:
-    public = {key: value for key, value in row.items() if key != "path"}
-    public["file"] = f"{SUBFOLDER}/{row['stem']}.safetensors"  # relative to the Lora folder
-    return public
-
+def _public_row(files: LoraFiles) -> dict:
+    """The status row without the server's path; "file" names the file relative to the Lora folder."""
+    row = files.status_row()
+    del row["path"]
+    return {**row, "file": files.relative_name}
 
 @contextlib.contextmanager
 def weights_errors_answered(status_code: int):
@@ -82,8 +82,8 @@ def weights_errors_answered(status_code: int):
 
 def status():
     with weights_errors_answered(500):
-        rows = weights_status(lora_dir(), registry.current_registry())
-    return {"variants": [_public_row(row) for row in rows]}
+        entries = registry.current_registry()
+    return {"variants": [_public_row(LoraFiles(entry, lora_dir())) for entry in entries.values()]}
 
 
 def start_download(request: DownloadRequest):
@@ -92,8 +92,9 @@ def start_download(request: DownloadRequest):
     entry = entries.get(request.variant)
     if entry is None:
         raise HTTPException(status_code=422, detail=f"unknown variant {request.variant!r}; known: {', '.join(entries)}")
-    answer = {"variant": entry.variant, "file": f"{SUBFOLDER}/{entry.file_name}", "state": "installed"}
-    if LoraFiles(entry, lora_dir()).is_installed():
+    files = LoraFiles(entry, lora_dir())
+    answer = {"variant": entry.variant, "file": files.relative_name, "state": "installed"}
+    if files.is_installed():
         return answer
     try:
         with exclusive_download(entry.variant, entry.stem), weights_errors_answered(502):
