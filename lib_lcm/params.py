@@ -56,6 +56,14 @@ PARAMS = (
     Param("gamma", "TCD gamma", 0.3, float, infotext="TCD gamma", minimum=0.0, maximum=1.0, step=0.05,
           info="TCD stochasticity: 0 = deterministic, 1 = fully stochastic",
           setting="lcm_lora_tcd_gamma", setting_label="TCD gamma (used by the 'LCM-LoRA TCD' sampler)"),
+    # Live (appended: the positional order above is public). The panel's Live switch is page state; what reaches
+    # the server is whether this request is a live one, its decoder and the seed Live drew for a seed of -1.
+    Param("live", "Live generation", False, bool,
+          info="a live image: not saved, batch size 1, no per-step previews; implies enabled"),
+    Param("fast_decode", "Fast decode (TAESD)", True, bool,
+          info="live images decode with the WebUI's TAESD decoder (faster, a little less detail)"),
+    Param("live_seed", "Live seed", -1, int, minimum=-1, maximum=2**32 - 1, step=1,
+          info="the seed a live image uses when the seed is -1 (random)"),
 )
 PARAM_KEYS = tuple(p.key for p in PARAMS)
 PARAMS_BY_KEY = {p.key: p for p in PARAMS}
@@ -80,6 +88,9 @@ class LcmSettings:
     weight: float = DEFAULTS["weight"]
     mode: str = DEFAULTS["mode"]
     gamma: float = DEFAULTS["gamma"]
+    live: bool = DEFAULTS["live"]
+    fast_decode: bool = DEFAULTS["fast_decode"]
+    live_seed: int = DEFAULTS["live_seed"]
     warnings: tuple = field(default=(), compare=False)
 
     def as_dict(self) -> dict:
@@ -89,6 +100,10 @@ class LcmSettings:
     def sampler_name(self) -> str:
         return SAMPLERS_BY_MODE[self.mode]
 
+
+
+def _bound(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 def _coerce(param: Param, value):
@@ -122,7 +137,7 @@ def _coerce(param: Param, value):
         param.maximum is not None and number > param.maximum
     ):
         raise SettingsError(
-            f"LCM-LoRA: '{param.key}' = {value!r} is outside {param.minimum:g}..{param.maximum:g}"
+            f"LCM-LoRA: '{param.key}' = {value!r} is outside {_bound(param.minimum)}..{_bound(param.maximum)}"
         )
     return number
 
@@ -153,6 +168,8 @@ def parse_script_args(args, defaults: dict | None = None) -> LcmSettings:
             )
         given = dict(zip(PARAM_KEYS, args, strict=False))
     values = {p.key: _coerce(p, given.get(p.key, base[p.key])) for p in PARAMS}
+    if values["live"]:
+        values["enabled"] = True  # a live image is an LCM-LoRA image: Live switches the panel on
 
     warnings = []
     if values["enabled"]:

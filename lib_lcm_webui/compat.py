@@ -31,6 +31,10 @@ try:  # 1.6+
     from modules.ui_components import InputAccordion
 except ImportError:
     InputAccordion = None
+try:  # 1.6+: TAESD behind the "VAE type for decode" option
+    from modules import sd_vae_taesd
+except ImportError:
+    sd_vae_taesd = None
 try:  # 1.6+: img2img extra noise and its callback
     from modules.script_callbacks import ExtraNoiseParams, extra_noise_callback
 except ImportError:
@@ -297,3 +301,39 @@ def describable_model(sd_model, sd_models):
     except Exception:  # no checkpoint at all (the host raises FileNotFoundError) or a host without it
         info = None
     return types.SimpleNamespace(sd_checkpoint_info=info) if info is not None else None
+
+
+# -- decoding (Live's fast decode) -------------------------------------------------------------------------
+
+DECODE_OPTION = "sd_vae_decode_method"
+TAESD_DECODE = "TAESD"
+_TAESD_FILES = {"sd": "taesd_decoder.pth", "sdxl": "taesdxl_decoder.pth", "sd3": "taesd3_decoder.pth"}
+
+
+def taesd_model_key(sd_model) -> str | None:
+    """Which TAESD decoder the host would load for `sd_model` ("sd", "sdxl", "sd3"); None when the host has no
+    TAESD decoding (its "VAE type for decode" option and loader)."""
+    labels = getattr(shared.opts, "data_labels", {})
+    if sd_vae_taesd is None or not hasattr(sd_vae_taesd, "decoder_model") or DECODE_OPTION not in labels:
+        return None
+    if getattr(sd_model, "is_sd3", False):
+        return "sd3"
+    return "sdxl" if getattr(sd_model, "is_sdxl", False) else "sd"
+
+
+def taesd_file_hint(key: str) -> str:
+    return f"models/VAE-taesd/{_TAESD_FILES.get(key, _TAESD_FILES['sd'])}"
+
+
+def load_taesd_decoder():
+    """The host's own TAESD loader for the loaded model: it downloads its file on first use, raises when it
+    cannot, and keeps the loaded decoder for its decode step."""
+    return sd_vae_taesd.decoder_model()
+
+
+def keep_option_for_restore(key: str) -> None:
+    """Before 1.7 an option at its default is not in `opts.data`, and the host restores only those after a
+    generation's `override_settings`: put the default there (same value) so the override is undone."""
+    data = shared.opts.data
+    if key not in data and key in getattr(shared.opts, "data_labels", {}):
+        data[key] = shared.opts.data_labels[key].default

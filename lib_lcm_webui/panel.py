@@ -23,7 +23,8 @@ from lib_lcm.params import (
     SAMPLERS_BY_MODE,
     SCRIPT_TITLE,
 )
-from lib_lcm_webui import compat, settings
+from lib_lcm_webui import compat, live_ui, settings
+from lib_lcm_webui.live_ui import LIVE_REQUEST, LIVE_SWITCH
 from lib_lcm_webui.status import PLACEHOLDER, download_weights, refresh_status, status_html
 
 # The host's controls the page logic switches, by the name the page logic knows them under.
@@ -79,6 +80,11 @@ def _component(param, tab, value, **kwargs):
     common = {"label": param.label, "elem_id": elem_id(tab, param.key), **kwargs}
     if param.choices:
         return gr.Radio(choices=list(param.choices), value=value, **common)
+    if param.kind is bool:
+        return gr.Checkbox(value=value, **common)
+    if param.key in LIVE_REQUEST:
+        # Rendered but hidden (not visible=False): the page writes it through the DOM before a live request.
+        return gr.Number(value=value, precision=0, elem_classes=["lcm-lora-hidden"], **common)
     return gr.Slider(minimum=param.minimum, maximum=param.maximum, step=param.step, value=value,
                      info=param.info or None, **common)
 
@@ -99,6 +105,13 @@ def _panel_controls(tab, values, components):
             for key in keys:
                 extra = {"visible": values["mode"] == "TCD"} if key == "gamma" else {}
                 components[key] = _component(PARAMS_BY_KEY[key], tab, values[key], **extra)
+    with gr.Row(elem_classes=["lcm-lora-row"]):
+        components[LIVE_SWITCH] = gr.Checkbox(False, label="Live: a new image after every edit",
+                                              elem_id=elem_id(tab, LIVE_SWITCH))
+        components["fast_decode"] = _component(PARAMS_BY_KEY["fast_decode"], tab, values["fast_decode"])
+        for key in LIVE_REQUEST:
+            hidden = {"elem_classes": ["lcm-lora-hidden"]} if key == "live" else {}
+            components[key] = _component(PARAMS_BY_KEY[key], tab, PARAMS_BY_KEY[key].default, **hidden)
     with gr.Row(elem_classes=["lcm-lora-row"]):
         components["status"] = gr.HTML(value=status_html(PLACEHOLDER), elem_id=elem_id(tab, "status"))
         download = gr.Button("Download LCM-LoRA", visible=False, elem_id=elem_id(tab, "download"),
@@ -121,7 +134,7 @@ def build_panel(script, is_img2img: bool):
         download, refresh = _panel_controls(tab, values, components)
 
     _wire_panel(components, download, refresh)
-    script.on_after_component(lambda _: _wire_page_logic(tab, components), elem_id=f"generation_info_{tab}")
+    script.on_after_component(lambda _: _wire_page(tab, components), elem_id=f"generation_info_{tab}")
     script.infotext_fields = infotext_fields(components)
     script.paste_field_names = [param.infotext for param in PARAMS if param.infotext] + list(SEND_TO_FIELDS.values())
     return [components[param.key] for param in PARAMS]
@@ -160,12 +173,18 @@ def find_components(elem_ids) -> dict:
     return {name: found[name] for name in elem_ids if name in found}
 
 
-def _wire_page_logic(tab, components):
-    """Connect the panel to the tab's own controls; called once the tab's controls all exist."""
+def _wire_page(tab, components):
+    """Called once the tab's controls all exist: the panel's page logic, then Live."""
+    if _wire_page_logic(tab, components):
+        live_ui.wire_live(tab, components, find_components)
+
+
+def _wire_page_logic(tab, components) -> bool:
+    """Connect the panel to the tab's own controls."""
     host = find_components(host_elem_ids(tab))
     if "prompt" not in host:
         print(f"LCM-LoRA: the {tab} prompt box was not found; the panel will not edit the tab's controls")
-        return
+        return False
     event = {
         "fn": None,
         "_js": page_logic_js(tab, list(PANEL_INPUTS) + list(host), list(host)),
@@ -175,6 +194,7 @@ def _wire_page_logic(tab, components):
     }
     for key in PANEL_INPUTS:
         components[key].change(**event)
+    return True
 
 
 # -- infotext and paste ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from lib_lcm.params import (
 from lib_lcm.progress import progress_text
 from lib_lcm.safetensors_header import read_header
 from lib_lcm.verification import lora_modules
-from lib_lcm_webui import compat, settings
+from lib_lcm_webui import compat, live, settings
 from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint
 from lib_lcm_webui.state import LcmLoraError, fail_generation, generation_state, update_generation_state
 
@@ -42,6 +42,8 @@ def before_process(p, args):
     update_generation_state(p, settings=lcm_settings)
     if lcm_settings.enabled:
         apply_settings(p, lcm_settings)
+    if lcm_settings.live:
+        live.prepare_live_generation(p, lcm_settings)
 
 
 def process(p, sd_model):

@@ -13,7 +13,7 @@ from lib_lcm import download, registry
 from lib_lcm.errors import WeightsError
 from lib_lcm.lora_files import weights_status
 from lib_lcm.progress import progress_text
-from lib_lcm_webui import compat
+from lib_lcm_webui import compat, live
 from lib_lcm_webui.checkpoint import ARCHITECTURE_NAMES, detect_loaded_checkpoint
 from lib_lcm_webui.downloads import DownloadRunning, exclusive_download
 
@@ -36,6 +36,7 @@ class PanelStatus:
     problem: str | None = None
     progress: str | None = None
     checked: bool = True
+    note: str | None = None  # said after the usual text (Live's fast-decode fallback)
 
     @property
     def needs_download(self) -> bool:
@@ -95,6 +96,8 @@ def status_html(status: PanelStatus) -> str:
         parts.append(description)
     if status.progress:
         parts.append(f'<span class="lcm-lora-progress">{html.escape(status.progress)}</span>')
+    if status.note:
+        parts.append(f'<span class="lcm-lora-note-inline">{html.escape(status.note)}</span>')
     return f"<div {attrs}>{' '.join(parts)}</div>"
 
 
@@ -105,7 +108,7 @@ def current_status(problem: str | None = None) -> PanelStatus:
         sd_model = compat.describable_model(shared.sd_model, sd_models)
     except Exception as e:  # the host failed to load any checkpoint
         return PanelStatus(problem=f"No checkpoint is loaded ({e}).")
-    status = panel_status(sd_model, shared.cmd_opts.lora_dir)
+    status = replace(panel_status(sd_model, shared.cmd_opts.lora_dir), note=live.fast_decode_note())
     return replace(status, problem=problem) if problem else status
 
 

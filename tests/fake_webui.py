@@ -192,7 +192,7 @@ class Block:
 def fake_gradio():
     ui = types.SimpleNamespace(created=[], root=types.SimpleNamespace(blocks={}))
     gr = types.ModuleType("gradio")
-    for name in ("Slider", "Radio", "Checkbox", "Textbox", "HTML", "Button", "Row", "Accordion", "Column"):
+    for name in ("Slider", "Radio", "Checkbox", "Number", "Textbox", "HTML", "Button", "Row", "Accordion", "Column"):
         setattr(gr, name, type(name, (Block,), {"ui": ui}))
     gr.update = lambda **kwargs: {"__type__": "update", **kwargs}
     context = types.ModuleType("gradio.context")

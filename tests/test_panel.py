@@ -112,7 +112,14 @@ def test_controls_follow_the_parameter_table():
         component = by_key[param.key]
         assert component.value == param.default
         assert component.kwargs["label"] == param.label
-        if param.choices:
+        if param.key in ("live", "live_seed"):
+            # Set by the page per live request: rendered (the page writes it) but never shown.
+            assert component.kwargs["elem_classes"] == ["lcm-lora-hidden"] and "visible" not in component.kwargs
+        if param.kind is bool:
+            assert type(component).__name__ == "Checkbox"
+        elif param.key == "live_seed":
+            assert type(component).__name__ == "Number" and component.kwargs["precision"] == 0
+        elif param.choices:
             assert type(component).__name__ == "Radio"
             assert component.kwargs["choices"] == list(param.choices)
         else:
@@ -131,8 +138,8 @@ def test_settings_page_defaults_fill_the_panel():
             "lcm_lora_tcd_gamma": 0.5}
     with fake_host(opts) as host:
         _, inputs, _ = build(host)
-    assert [c.value for c in inputs] == [False, 6, 1.5, 0.8, "TCD", 0.5]
-    assert inputs[-1].kwargs["visible"] is True
+    assert [c.value for c in inputs] == [False, 6, 1.5, 0.8, "TCD", 0.5, False, True, -1]
+    assert inputs[5].kwargs["visible"] is True
 
 
 def page_logic_events(component):
@@ -245,7 +252,9 @@ def test_send_to_copies_every_panel_input_by_name_in_the_same_order_in_both_tabs
 
     sources, targets = copied(txt2img), copied(img2img)
     assert [c.elem_id.replace("txt2img", "img2img") for c in sources] == [c.elem_id for c in targets]
-    assert {c.elem_id for c in targets} == {c.elem_id for c in img_inputs}, "every panel input travels"
+    live_fields = {f"lcm_lora_img2img_{key}" for key in ("live", "fast_decode", "live_seed")}
+    assert {c.elem_id for c in targets} == {c.elem_id for c in img_inputs} - live_fields, (
+        "every panel input travels but Live's, which belong to the tab's Live")
     # Names no infotext contains: a parameters paste reads these components from their infotext entries.
     assert not set(glue.SEND_TO_FIELDS.values()) & {p.infotext for p in PARAMS}
 

@@ -5,7 +5,9 @@ from lib_lcm.params import PARAM_KEYS, PARAMS, SettingsError, parse_script_args
 
 
 def test_positional_order_is_the_public_api_order():
-    assert PARAM_KEYS == ("enabled", "steps", "cfg_scale", "weight", "mode", "gamma")
+    # Live's fields were appended: every earlier position is unchanged for existing callers.
+    assert PARAM_KEYS == ("enabled", "steps", "cfg_scale", "weight", "mode", "gamma", "live", "fast_decode",
+                          "live_seed")
 
 
 def test_defaults_match_the_table_and_are_off():
@@ -50,7 +52,7 @@ def test_numbers_as_strings_and_whole_floats_are_accepted():
         ([True, 4, float("nan")], "NaN"),
         ([True, 4, 1.0, 1.0, "DDIM"], "'mode' must be one of LCM, TCD"),
         (["maybe"], "'enabled' must be true or false"),
-        ([True, 4, 1.0, 1.0, "LCM", 0.3, "extra"], "expected at most 6"),
+        ([True, 4, 1.0, 1.0, "LCM", 0.3, False, True, -1, "extra"], "expected at most 9"),
         ([True, None], "'steps' must be a number"),
     ],
 )
@@ -83,3 +85,25 @@ def test_each_mode_runs_its_own_sampler_never_the_hosts_lcm():
 
     names = [LcmSettings(mode=mode).sampler_name for mode in MODES]
     assert names == list(SAMPLER_NAMES) and "LCM" not in names and len(set(names)) == len(MODES)
+
+
+def test_the_six_positional_args_of_earlier_callers_still_parse_with_live_off():
+    settings = parse_script_args([True, 6, 1.5, 0.8, "TCD", 0.5])
+    assert (settings.steps, settings.mode, settings.live, settings.fast_decode, settings.live_seed) == (
+        6, "TCD", False, True, -1)
+
+
+def test_the_dict_form_takes_the_live_fields_and_live_implies_enabled():
+    settings = parse_script_args([{"live": True, "fast_decode": False, "live_seed": 4294967295}])
+    assert (settings.enabled, settings.live, settings.fast_decode, settings.live_seed) == (True, True, False, 2**32 - 1)
+    assert parse_script_args([{"enabled": True}]).live is False
+
+
+@pytest.mark.parametrize("bad, fragment", [({"live_seed": -2}, "outside -1..4294967295"),
+                                           ({"live_seed": 2**32}, "outside -1..4294967295"),
+                                           ({"live_seed": 1.5}, "whole number"),
+                                           ({"live": "sometimes"}, "'live' must be true or false")])
+def test_bad_live_fields_name_the_field(bad, fragment):
+    with pytest.raises(SettingsError) as info:
+        parse_script_args([bad])
+    assert fragment in str(info.value)

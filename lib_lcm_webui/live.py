@@ -1,0 +1,129 @@
+"""What makes a generation a live one (the panel's Live switch, or `"live": true` from the API).
+
+A live image exists to be replaced by the next one: it is not saved to the outputs folders (the gallery's Save
+button still saves the one on screen), it is one image (batch size 1, one batch), the host shows no per-step
+previews for it, and with Fast decode it is decoded by the host's TAESD decoder. A seed of -1 becomes the seed
+Live drew when it was switched on, so the image changes only because the user changed something.
+
+The host applies `p.override_settings` after the scripts' before_process and puts the options back afterwards,
+but only those already in `opts.data`; before 1.7 a default-valued option is not there, so its default is put
+there first (same value) and the host's own restore covers it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from modules import shared
+
+from lib_lcm.params import LcmSettings
+from lib_lcm_webui import compat
+
+# How long a live generation waits for the host to load its TAESD decoder (the host downloads the file on first
+# use; a silent network must not hold the image up) and how soon a failed load is tried again.
+LOAD_WAIT_S = 2.0
+RETRY_AFTER_S = 60.0
+NO_PREVIEWS = {"live_previews_enable": False}
+
+
+@dataclass
+class _DecoderLoad:
+    """One attempt of the host's TAESD loader, run in a thread of its own."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+    finished_at: float = 0.0
+
+    def run(self):
+        try:
+            compat.load_taesd_decoder()
+        except BaseException as e:  # noqa: BLE001 - whatever the host raises, the image falls back to the full VAE
+            self.error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        self.finished_at = time.monotonic()
+        self.done.set()
+
+    def stale(self) -> bool:
+        return self.done.is_set() and self.error is not None and time.monotonic() - self.finished_at > RETRY_AFTER_S
+
+
+_loads: dict[str, _DecoderLoad] = {}
+_notes: dict[str, str] = {}  # the latest fast-decode problem per TAESD model, for the panel's status line
+_lock = threading.Lock()
+
+
+def is_random_seed(seed) -> bool:
+    try:
+        return seed is None or seed == "" or int(seed) == -1
+    except (TypeError, ValueError):
+        return False
+
+
+def prepare_live_generation(p, lcm_settings: LcmSettings) -> None:
+    """Script hook part (before_process, after the panel's settings are applied) for a live generation."""
+    p.batch_size = 1
+    p.n_iter = 1
+    if is_random_seed(p.seed) and lcm_settings.live_seed >= 0:
+        p.seed = lcm_settings.live_seed
+    p.do_not_save_samples = True
+    p.do_not_save_grid = True
+    if not getattr(p, "override_settings_restore_afterwards", True):
+        # The host would keep these options after the generation: leave the user's options alone.
+        _say_once("LCM-LoRA live: override_settings_restore_afterwards is off, so previews and the decoder are "
+                  "left as the settings say")
+        return
+    overrides = dict(NO_PREVIEWS)
+    if lcm_settings.fast_decode:
+        problem = fast_decoder_problem()
+        if problem is None:
+            overrides[compat.DECODE_OPTION] = compat.TAESD_DECODE
+        else:
+            p.comment(problem)
+    for key in overrides:
+        compat.keep_option_for_restore(key)
+    p.override_settings = {**(p.override_settings or {}), **overrides}
+
+
+def fast_decoder_problem() -> str | None:
+    """None when the host's TAESD decoder for the loaded model is ready; else why not (the image then decodes
+    with the full VAE). Starts the host's loader (which downloads the file on first use) in a thread and waits
+    for it at most LOAD_WAIT_S."""
+    key = compat.taesd_model_key(shared.sd_model)
+    if key is None:
+        return _note("", "Fast decode: this WebUI has no TAESD decoder; live images use the full VAE.")
+    with _lock:
+        load = _loads.get(key)
+        if load is None or load.stale():
+            load = _loads[key] = _DecoderLoad()
+            threading.Thread(target=load.run, name="lcm-lora-taesd", daemon=True).start()
+    if not load.done.wait(LOAD_WAIT_S):
+        return _note(key, "Fast decode: the WebUI is still loading (or downloading) its TAESD decoder; "
+                          "this live image used the full VAE.")
+    if load.error:
+        return _note(key, f"Fast decode: the WebUI could not load its TAESD decoder ({load.error}); live images "
+                          f"use the full VAE. Put {compat.taesd_file_hint(key)} in place, or turn Fast decode off.")
+    _notes.pop(key, None)
+    return None
+
+
+def _note(key: str, message: str) -> str:
+    _notes[key] = message
+    _say_once(f"LCM-LoRA {message}")
+    return message
+
+
+def fast_decode_note() -> str | None:
+    """The latest fast-decode problem for the loaded model (shown in the panel's status line), if any."""
+    if not _notes:
+        return None
+    key = compat.taesd_model_key(shared.sd_model)
+    return _notes.get(key if key is not None else "")
+
+
+_said = set()
+
+
+def _say_once(line: str) -> None:
+    if line not in _said:
+        _said.add(line)
+        print(line)

@@ -1,0 +1,69 @@
+"""Live in the page: which edits make a new image, and how the page learns that one arrived.
+
+javascript/lcm_lora_live.js runs Live (latest wins, the adaptive wait, the seed drawn once); this module only
+wires gradio events to it, all page-side (`fn=None`), so typing costs the server nothing until an image is due.
+A live image is requested by clicking the tab's own Generate button with the hidden `live` / `live_seed` fields
+set: the host's usual request, progress, result and infotext, and the server knows it is a live one.
+"""
+from __future__ import annotations
+
+import json
+
+from lib_lcm.params import ELEM_PREFIX
+from lib_lcm.registry import stems
+
+LIVE_SWITCH = "live_switch"  # the panel's Live switch: page state, not a script arg
+LIVE_REQUEST = ("live", "live_seed")  # script args only the page sets, per request (hidden in the panel)
+# The panel's values that change a live image.
+LIVE_PANEL_EDITS = ("steps", "cfg_scale", "weight", "mode", "gamma", "fast_decode")
+# The host's controls that change a live image, by the name the page knows them under (those a tab has).
+LIVE_HOST_EDITS = (
+    ("prompt", "{tab}_prompt"),
+    ("negative", "{tab}_neg_prompt"),
+    ("seed", "{tab}_seed"),
+    ("width", "{tab}_width"),
+    ("height", "{tab}_height"),
+    ("denoising", "img2img_denoising_strength"),
+    ("image", "img2img_image"),
+    ("sketch", "img2img_sketch"),
+    ("inpaint", "img2maskimg"),
+    ("inpaint_sketch", "inpaint_sketch"),
+    ("inpaint_upload", "img_inpaint_base"),
+    ("inpaint_mask", "img_inpaint_mask"),
+)
+# What shows that a generation ended: a new gallery value (every image is a new file) or a new log line.
+LIVE_RESULTS = (("gallery", "{tab}_gallery"), ("log", "html_log_{tab}"))
+# The host's buttons the page clicks.
+HOST_BUTTONS = {"generate": "{tab}_generate", "interrupt": "{tab}_interrupt"}
+
+
+def _ids(tab: str, pairs) -> dict:
+    return {name: pattern.format(tab=tab) for name, pattern in pairs
+            if "{tab}" in pattern or tab == "img2img"}
+
+
+def live_config(tab: str, watched) -> dict:
+    """What javascript/lcm_lora_live.js needs to know for one tab."""
+    own = {key: f"{ELEM_PREFIX}_{tab}_{key}" for key in (*LIVE_REQUEST, "refresh")}
+    return {"tab": tab, "watched": list(watched), "stems": list(stems()), "ids": own,
+            "host": {name: pattern.format(tab=tab) for name, pattern in HOST_BUTTONS.items()}}
+
+
+def _js(function: str, config: dict, *extra: str) -> str:
+    args = ", ".join((json.dumps(config), *extra))
+    return f"(...args) => lcmLoraLive.{function}({args}, args)"
+
+
+def wire_live(tab: str, components: dict, find_components) -> None:
+    """Connect the Live switch, the edits that change the image and the results, to the page's Live logic."""
+    host = find_components(_ids(tab, LIVE_HOST_EDITS))
+    watched = {**{key: components[key] for key in LIVE_PANEL_EDITS}, **host}
+    config = live_config(tab, watched)
+    switch, enabled = components[LIVE_SWITCH], components["enabled"]
+    quiet = {"fn": None, "show_progress": False}
+    switch.change(_js=_js("switched", config), inputs=[switch, *watched.values()], outputs=[enabled], **quiet)
+    enabled.change(_js=_js("panelSwitched", config), inputs=[enabled], outputs=[switch], **quiet)
+    for name, component in watched.items():
+        component.change(_js=_js("edited", config, json.dumps(name)), inputs=[component], outputs=[], **quiet)
+    for component in find_components(_ids(tab, LIVE_RESULTS)).values():
+        component.change(_js=_js("finished", config), inputs=[], outputs=[], **quiet)
