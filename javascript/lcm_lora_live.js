@@ -25,7 +25,7 @@ var lcmLoraLive = (function() {
 
     function newState() {
         return {on: false, running: false, dirty: false, seed: -1, seen: {}, firstEditAt: null, lastEditAt: null,
-            startedAt: null, lastDurationMs: null, generations: 0};
+            startedAt: null, lastDurationMs: null, generations: 0, completed: 0};
     }
 
     // Milliseconds until a waiting edit may start a generation (0: now).
@@ -71,6 +71,7 @@ var lcmLoraLive = (function() {
         } else if (event.type === "finished") {
             if (!state.running) return todo;
             state.running = false;
+            state.completed += 1;
             state.lastDurationMs = event.now - state.startedAt;
         }
         if (!state.on || state.running || !state.dirty) return todo;
@@ -243,7 +244,7 @@ var lcmLoraLive = (function() {
         if (!t) return null;
         var s = t.state;
         return {on: s.on, running: s.running, dirty: s.dirty, seed: s.seed, generations: s.generations,
-            lastDurationMs: s.lastDurationMs};
+            completed: s.completed, lastDurationMs: s.lastDurationMs};
     }
 
     return Object.freeze({

@@ -58,8 +58,10 @@ def install_playwright() -> Path:
 
 
 def start_ui_server(installation, root: Path, models: dict, env: dict, factory, loras: dict | None = None,
-                    checkpoints: list | None = None) -> WebUIServer:
-    """A UI-mode server, counted among `factory`'s (the session's): on Forge the others are stopped first."""
+                    checkpoints: list | None = None, extensions: dict | None = None,
+                    prepare_data=None) -> WebUIServer:
+    """A UI-mode server, counted among `factory`'s (the session's): on Forge the others are stopped first.
+    `extensions` are installed next to ours; `prepare_data(data_dir)` may add files before the start."""
     from tests.e2e.conftest import EXTENSION_NAME
     from tests.e2e.webui import DataDir
 
@@ -68,7 +70,10 @@ def start_ui_server(installation, root: Path, models: dict, env: dict, factory, 
     _tool("node")
     install_playwright()
     data_dir = DataDir.create(root / "data", checkpoints or models["checkpoints"],
-                              models["loras"] if loras is None else loras, extensions={EXTENSION_NAME: REPO_ROOT})
+                              models["loras"] if loras is None else loras,
+                              extensions={EXTENSION_NAME: REPO_ROOT, **(extensions or {})})
+    if prepare_data is not None:
+        prepare_data(data_dir)
     server = factory.adopt(WebUIServer(installation, data_dir, ui=True, extra_env=env))
     server.prepare()
     try:
@@ -81,19 +86,19 @@ def start_ui_server(installation, root: Path, models: dict, env: dict, factory, 
     return server
 
 
-def run_scenarios(server: WebUIServer, out: Path, **options) -> tuple[dict, str]:
-    """Run panel.mjs against `server`; ({scenario: observations}, node's output)."""
+def run_scenarios(server: WebUIServer, out: Path, script: str = "panel.mjs", **options) -> tuple[dict, str]:
+    """Run `script` (panel.mjs) against `server`; ({scenario: observations}, node's output)."""
     from PIL import Image
 
     Image.new("RGB", (64, 64), (120, 90, 200)).save(out / "init.png")
     checkpoints = [p.name for p in server.data_dir.root.joinpath("models", "Stable-diffusion").glob("*.safetensors")]
     config = {"url": server.base_url, "out": str(out), "chromium": str(CHROMIUM), "initImage": str(out / "init.png"),
               "checkpoints": sorted(checkpoints), "loadedCheckpoint": server.data_dir.checkpoint.name, **options}
-    run = subprocess.run([_tool("node"), str(BROWSER_DIR / "panel.mjs"), json.dumps(config)], cwd=BROWSER_DIR,
+    run = subprocess.run([_tool("node"), str(BROWSER_DIR / script), json.dumps(config)], cwd=BROWSER_DIR,
                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
     report_path = out / "report.json"
     if not report_path.is_file():
-        pytest.fail(f"panel.mjs wrote no report (exit {run.returncode}):\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
+        pytest.fail(f"{script} wrote no report (exit {run.returncode}):\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
                     f"\n--- WebUI log ---\n{server.log_tail(80)}")
     print(f"\nbrowser report: {report_path}\n" + run.stdout[-3000:])
     return json.loads(report_path.read_text()), run.stdout

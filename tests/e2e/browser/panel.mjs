@@ -3,15 +3,11 @@
 // scenarios: names to run, default all but "download" and "reload"; signal: a file "download" creates once it
 // saw progress)
 // Every scenario gets a fresh page and records what the page shows; report.json goes to config.out.
-import {chromium} from "playwright-core";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
+import {config, GENERATE_TIMEOUT, infotext, LOAD_TIMEOUT, newPage, runScenarios, setNumber, setPrompt, STEP_TIMEOUT,
+    switchTab} from "./common.mjs";
 
-const config = JSON.parse(process.argv[2]);
-const LOAD_TIMEOUT = 120000;
-const STEP_TIMEOUT = 20000;
-const GENERATE_TIMEOUT = 180000;
 const RELOAD_TIMEOUT = 180000;
 
 function readControls(page, tab) {
@@ -63,16 +59,6 @@ async function settle(page, tab, predicate, timeout = STEP_TIMEOUT) {
     return readControls(page, tab);
 }
 
-async function setNumber(page, id, value) {
-    const input = page.locator(`#${id} input[type=number]`);
-    await input.fill(String(value));
-    await input.press("Enter");
-}
-
-async function setPrompt(page, tab, text) {
-    await page.fill(`#${tab}_prompt textarea`, text);
-}
-
 async function chooseDropdown(page, id, value) {
     const input = page.locator(`#${id} input`);
     await input.click();
@@ -83,10 +69,6 @@ async function chooseDropdown(page, id, value) {
         .click();
     await page.waitForFunction(([id, value]) => document.querySelector(`#${id} input`).value.startsWith(value), [id, value],
         {timeout: STEP_TIMEOUT});
-}
-
-async function switchTab(page, name) {
-    await page.locator("#tabs > .tab-nav > button", {hasText: name}).first().click();
 }
 
 // Open the panel like a user does (the InputAccordion switches on with it).
@@ -102,13 +84,6 @@ async function switchOff(page, tab) {
     if (await headerCheckbox.count() > 0) await headerCheckbox.click();
     else await page.click(`#lcm_lora_${tab}_enabled .label-wrap`);
     return settle(page, tab, (v) => !v.panelEnabled && !v.sampler?.startsWith("LCM-LoRA"));
-}
-
-// The infotext's text is in the HTML block's inner .prose element: gradio 3.41 gives that element the block's
-// id too, gradio 4 (Forge) only the outer block.
-function infotext(page, tab) {
-    return page.evaluate((tab) => (document.querySelector(`.prose#html_info_${tab}`) ??
-        document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "", tab);
 }
 
 async function generate(page, tab) {
@@ -312,57 +287,5 @@ const scenarios = {
     },
 };
 
-async function newPage(context) {
-    const page = await context.newPage();
-    const pageErrors = [];
-    page.on("pageerror", (error) => {
-        // The host's own InputAccordions log a gradio error on every toggle; only errors from our files count.
-        if (/lcm_lora|lcmLora/.test(`${error.message}\n${error.stack}`)) pageErrors.push(error.stack || error.message);
-    });
-    page.on("console", (message) => {
-        if (message.type() === "error" && /LCM-LoRA/.test(message.text())) pageErrors.push(message.text());
-    });
-    await page.goto(config.url, {timeout: LOAD_TIMEOUT});
-    await page.waitForSelector("#lcm_lora_txt2img_status .lcm-lora-status[data-lcm-stem]",
-        {state: "attached", timeout: LOAD_TIMEOUT});
-    await page.waitForSelector("#lcm_lora_img2img_status .lcm-lora-status[data-lcm-stem]",
-        {state: "attached", timeout: LOAD_TIMEOUT});
-    return {page, pageErrors};
-}
-
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "lcm-lora-chromium-"));
-const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: config.chromium,
-    headless: true,
-    viewport: {width: 1280, height: 1400},
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"],
-});
-const report = {};
-try {
-    const names = config.scenarios ?? Object.keys(scenarios).filter((name) => !["download", "reload"].includes(name));
-    for (const name of names) {
-        const run = scenarios[name];
-        const started = Date.now();
-        let opened;
-        try {
-            opened = await newPage(context);
-            const result = await run(opened.page, context);
-            const pageErrors = [...opened.pageErrors, ...(result.pageErrors ?? [])];
-            report[name] = {...result, pageErrors};
-        } catch (error) {
-            report[name] = {error: error.stack || String(error), pageErrors: opened?.pageErrors ?? []};
-            if (opened) {
-                await opened.page.screenshot({path: path.join(config.out, `${name}-failure.png`), fullPage: true})
-                    .catch(() => {});
-                report[name].controls = await readControls(opened.page, "txt2img").catch(() => null);
-            }
-        }
-        console.log(`${name}: ${report[name].error ? "ERROR" : "ran"} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-        for (const page of context.pages()) await page.close();
-    }
-} finally {
-    fs.writeFileSync(path.join(config.out, "report.json"), JSON.stringify(report, null, 2));
-    await context.close();
-    fs.rmSync(userDataDir, {recursive: true, force: true});
-}
+await runScenarios(scenarios, Object.keys(scenarios).filter((name) => !["download", "reload"].includes(name)),
+    (page) => readControls(page, "txt2img"));

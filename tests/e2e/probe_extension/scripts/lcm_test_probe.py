@@ -9,10 +9,22 @@ were first imported, before any extension's `on_ui_settings`); GET /lcm-test/v1/
 panel's status line for the loaded checkpoint, as the panel's Refresh computes it; GET /lcm-test/v1/lora?name=STEM
 returns the host's own state of that loaded LoRA (A1111's built-in Lora extension): the modules it applies, and the
 weight change it made to the UNet layer named by `layer` (current weight minus the host's backup).
+GET /lcm-test/v1/timings returns, per generation since the last reset (POST /lcm-test/v1/timings/reset), the
+seconds between the script hooks that bracket each stage (bench/live_latency.py splits an image's time with them):
+"prompts" (before_process_batch -> process_batch: text encoding), "sampling" (process_batch -> post_sample: the
+UNet steps), "decode" (post_sample -> postprocess_batch: VAE decode), "finish" (postprocess_batch -> postprocess:
+post-processing and saving), "total" (before_process -> postprocess).
 """
+import time
+
 from modules import script_callbacks, scripts, shared
 
 COUNTS = {"calls": 0, "rows": 0, "timesteps": []}
+TIMINGS = []
+_MARKS = {}
+_STAGES = (("prompts", "before_process_batch", "process_batch"), ("sampling", "process_batch", "post_sample"),
+           ("decode", "post_sample", "postprocess_batch"), ("finish", "postprocess_batch", "postprocess"),
+           ("total", "before_process", "postprocess"))
 
 
 def _count(_module, args, kwargs):
@@ -43,6 +55,32 @@ class LcmTestProbe(scripts.Script):
 
     def process(self, p, *args):
         _install_hook()
+
+    # Marks for /lcm-test/v1/timings (the first of each per generation: one batch of one image in the bench).
+    def before_process(self, p, *args):
+        _MARKS.clear()
+        _mark("before_process")
+
+    def before_process_batch(self, p, *args, **kwargs):
+        _mark("before_process_batch")
+
+    def process_batch(self, p, *args, **kwargs):
+        _mark("process_batch")
+
+    def post_sample(self, p, ps, *args):
+        _mark("post_sample")
+
+    def postprocess_batch(self, p, *args, **kwargs):
+        _mark("postprocess_batch")
+
+    def postprocess(self, p, processed, *args):
+        _mark("postprocess")
+        TIMINGS.append({name: round(_MARKS[end] - _MARKS[begin], 4) for name, begin, end in _STAGES
+                        if begin in _MARKS and end in _MARKS})
+
+
+def _mark(name):
+    _MARKS.setdefault(name, time.perf_counter())
 
 
 def _routes(_demo, app):
@@ -83,6 +121,15 @@ def _routes(_demo, app):
         return {"loaded": True, "applied": sorted(net.modules), "file": net.network_on_disk.filename,
                 "layer_delta": delta}
 
+    def timings():
+        return TIMINGS
+
+    def reset_timings():
+        TIMINGS.clear()
+        return {}
+
+    app.add_api_route("/lcm-test/v1/timings", timings, methods=["GET"])
+    app.add_api_route("/lcm-test/v1/timings/reset", reset_timings, methods=["POST"])
     app.add_api_route("/lcm-test/v1/lora", lora, methods=["GET"])
     app.add_api_route("/lcm-test/v1/panel-status", panel_status, methods=["GET"])
     app.add_api_route("/lcm-test/v1/unet", read, methods=["GET"])

@@ -1,0 +1,242 @@
+// Scenarios for LCM-LoRA Live in a real WebUI page; run by tests/e2e/test_browser_live.py (which judges them) and
+// bench/live_latency.py (which prints the figures of "latency").
+// Usage: node live.mjs '<json config>'  (url, out, chromium, initImage, outputs: the server's outputs folder,
+// scenarios; "latency" reads latency: {repeats, size, typed})
+import fs from "node:fs";
+import path from "node:path";
+import {config, GENERATE_TIMEOUT, infotext, runScenarios, setNumber, setPrompt, STEP_TIMEOUT, switchTab}
+    from "./common.mjs";
+
+// 40 characters, typed at 8 characters a second.
+const TYPED = " and a dog in the snow at night, 4k phot";
+const TYPING_DELAY_MS = 125;
+
+async function api(page, method, route) {
+    const response = await page.request[method](new URL(route, config.url).href);
+    return response.json();
+}
+
+const unetCalls = async (page) => (await api(page, "get", "/lcm-test/v1/unet")).calls;
+
+function outputFiles() {
+    if (!config.outputs || !fs.existsSync(config.outputs)) return [];
+    return fs.readdirSync(config.outputs, {recursive: true})
+        .filter((name) => fs.statSync(path.join(config.outputs, name)).isFile()).sort();
+}
+
+const liveStats = (page, tab) => page.evaluate((tab) => lcmLoraLive.stats(tab), tab);
+
+async function openPanel(page, tab) {
+    await page.click(`#lcm_lora_${tab}_enabled .label-wrap`);
+    await page.waitForFunction((tab) => document.querySelector(`#${tab}_sampling input`)?.value === "LCM-LoRA", tab,
+        {timeout: STEP_TIMEOUT});
+}
+
+async function setLive(page, tab, on) {
+    const box = page.locator(`#lcm_lora_${tab}_live_switch input`);
+    if ((await box.isChecked()) !== on) await box.click();
+}
+
+// Live has nothing running or waiting, and the infotext shows the prompt in the box (the last edit's image).
+async function liveSettled(page, tab) {
+    await page.waitForFunction((tab) => {
+        const stats = lcmLoraLive.stats(tab);
+        const text = (document.querySelector(`.prose#html_info_${tab}`) ??
+            document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
+        const prompt = document.querySelector(`#${tab}_prompt textarea`)?.value;
+        return stats && !stats.running && !stats.dirty && text.includes("Steps:") &&
+            text.split("\n")[0].trim() === prompt.trim();
+    }, tab, {timeout: GENERATE_TIMEOUT, polling: 50});
+    return infotext(page, tab);
+}
+
+// Every infotext the page shows from now on, and the most generations started but not finished at any moment.
+function recordPage(page, tab) {
+    return page.evaluate((tab) => {
+        const seen = {infotexts: [], maxOutstanding: 0};
+        window.__lcmLiveRecord = seen;
+        const block = document.querySelector(`#html_info_${tab}`);
+        new MutationObserver(() => {
+            const text = block.innerText;
+            if (text.includes("Steps:") && seen.infotexts[seen.infotexts.length - 1] !== text) seen.infotexts.push(text);
+        }).observe(block, {subtree: true, childList: true, characterData: true});
+        setInterval(() => {
+            const stats = lcmLoraLive.stats(tab);
+            if (stats) seen.maxOutstanding = Math.max(seen.maxOutstanding, stats.generations - stats.completed);
+        }, 10);
+    }, tab);
+}
+
+const recorded = (page) => page.evaluate(() => window.__lcmLiveRecord);
+
+async function typeAtEnd(page, tab, text) {
+    const box = page.locator(`#${tab}_prompt textarea`);
+    await box.click();
+    await page.keyboard.press("End");
+    await page.keyboard.type(text, {delay: TYPING_DELAY_MS});
+}
+
+async function generateByClick(page, tab) {
+    const previous = await infotext(page, tab);
+    await page.click(`#${tab}_generate`);
+    await page.waitForFunction(([tab, previous]) => {
+        const text = (document.querySelector(`.prose#html_info_${tab}`) ??
+            document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
+        return text.includes("Steps:") && text !== previous;
+    }, [tab, previous], {timeout: GENERATE_TIMEOUT});
+    return infotext(page, tab);
+}
+
+async function startTxt2imgLive(page, size = 64) {
+    const tab = "txt2img";
+    await setNumber(page, `${tab}_width`, size);
+    await setNumber(page, `${tab}_height`, size);
+    await setPrompt(page, tab, "a cat");
+    await openPanel(page, tab);
+    await setLive(page, tab, true);
+    return liveSettled(page, tab);
+}
+
+const scenarios = {
+    // Live on -> typing changes the image with no click; the last image is the last prompt's; one seed; no files.
+    async typing(page) {
+        const tab = "txt2img";
+        const filesBefore = outputFiles();
+        const first = await startTxt2imgLive(page);
+        const statsBefore = await liveStats(page, tab);
+        await api(page, "post", "/lcm-test/v1/unet/reset");
+        await recordPage(page, tab);
+        await typeAtEnd(page, tab, TYPED);
+        const last = await liveSettled(page, tab);
+        const statsAfter = await liveStats(page, tab);
+        const calls = await unetCalls(page);
+        const seen = await recorded(page);
+        const promptBox = await page.locator(`#${tab}_prompt textarea`).inputValue();
+        const liveFiles = outputFiles();
+        // Live off: typing generates nothing; a click generates exactly one image, saved as before.
+        await setLive(page, tab, false);
+        await page.waitForFunction((tab) => !lcmLoraLive.stats(tab).running, tab, {timeout: GENERATE_TIMEOUT});
+        await api(page, "post", "/lcm-test/v1/unet/reset");
+        await typeAtEnd(page, tab, "o");
+        const manual = await generateByClick(page, tab);
+        return {first, last, promptBox, keystrokes: TYPED.length, typedChars: TYPED,
+            generations: statsAfter.generations - statsBefore.generations, unetCalls: calls,
+            maxOutstanding: seen.maxOutstanding, infotexts: seen.infotexts, liveSeed: statsAfter.seed,
+            filesBefore, liveFiles, manual, manualUnetCalls: await unetCalls(page), filesAfterManual: outputFiles(),
+            statsAfterOff: await liveStats(page, tab)};
+    },
+
+    // Live turns the panel on (1.7+: the panel stays open when switched off with its header checkbox).
+    async switchesPanelOn(page) {
+        const tab = "txt2img";
+        await setNumber(page, `${tab}_width`, 64);
+        await setNumber(page, `${tab}_height`, 64);
+        await setPrompt(page, tab, "a cat");
+        await openPanel(page, tab);
+        const header = page.locator(`#lcm_lora_${tab}_enabled-visible-checkbox`);
+        if (await header.count() === 0) return {skipped: "no header checkbox (1.6): the panel is on while open"};
+        await header.click();
+        await page.waitForFunction((tab) => document.querySelector(`#${tab}_sampling input`)?.value !== "LCM-LoRA", tab,
+            {timeout: STEP_TIMEOUT});
+        const offSampler = await page.locator(`#${tab}_sampling input`).inputValue();
+        await setLive(page, tab, true);
+        const image = await liveSettled(page, tab);
+        const panelEnabled = await header.isChecked();
+        const sampler = await page.locator(`#${tab}_sampling input`).inputValue();
+        // Switching the panel off switches Live off.
+        await header.click();
+        await page.waitForFunction((tab) => !lcmLoraLive.stats(tab).on, tab, {timeout: STEP_TIMEOUT});
+        const liveAfterPanelOff = await page.locator(`#lcm_lora_${tab}_live_switch input`).isChecked();
+        return {offSampler, panelEnabled, sampler, image, liveAfterPanelOff};
+    },
+
+    // img2img: a new denoising strength makes a new image.
+    async img2img(page) {
+        const tab = "img2img";
+        await switchTab(page, "img2img");
+        await page.setInputFiles("#img2img_image input[type=file]", config.initImage);
+        await setNumber(page, `${tab}_width`, 64);
+        await setNumber(page, `${tab}_height`, 64);
+        await setPrompt(page, tab, "a cat");
+        await openPanel(page, tab);
+        await setNumber(page, "img2img_denoising_strength", 0.6);
+        await setLive(page, tab, true);
+        const first = await liveSettled(page, tab);
+        await setNumber(page, "img2img_denoising_strength", 0.45);
+        await page.waitForFunction((tab) => /Denoising strength: 0\.45/.test(document.querySelector(`#html_info_${tab}`)
+            ?.innerText ?? ""), tab, {timeout: GENERATE_TIMEOUT});
+        const second = await liveSettled(page, tab);
+        return {first, second, files: outputFiles()};
+    },
+
+    // Bench: edit-to-image latency, Live (TAESD and full VAE) against clicking Generate, interleaved.
+    async latency(page) {
+        const {repeats = 5, size = 64} = config.latency ?? {};
+        const tab = "txt2img";
+        await startTxt2imgLive(page, size);
+        await setLive(page, tab, false);
+        await setNumber(page, `${tab}_seed`, 1234);
+        await installLatencyProbe(page, tab);
+        const rows = [];
+        let letter = 0;
+        const edit = () => String.fromCharCode(97 + (letter++ % 26));
+        for (let r = 0; r < repeats; r++) {
+            for (const mode of ["click", "live_taesd", "live_full"]) {
+                await prepareMode(page, tab, mode);
+                await api(page, "post", "/lcm-test/v1/timings/reset");
+                const measured = page.evaluate(([tab, trigger]) => window.__lcmLatency(tab, trigger),
+                    [tab, mode === "click" ? "click" : "input"]);
+                await typeAtEnd(page, tab, edit());
+                if (mode === "click") await page.click(`#${tab}_generate`);
+                const ms = await measured;
+                if (mode !== "click") await liveSettled(page, tab);
+                const timings = await api(page, "get", "/lcm-test/v1/timings");
+                rows.push({mode, ms, server: timings[timings.length - 1] ?? null, info: await infotext(page, tab)});
+                await typeAtEnd(page, tab, "");
+            }
+        }
+        return {rows, size};
+    },
+};
+
+// Live on with fast decode on or off, or Live off (and settled, so the next edit is the only change in flight).
+async function prepareMode(page, tab, mode) {
+    const fast = page.locator(`#lcm_lora_${tab}_fast_decode input`);
+    if (mode === "click") {
+        await setLive(page, tab, false);
+    } else {
+        if ((await fast.isChecked()) !== (mode === "live_taesd")) await fast.click();
+        await setLive(page, tab, true);
+        await liveSettled(page, tab);
+    }
+    await page.waitForFunction((tab) => !lcmLoraLive.stats(tab)?.running, tab, {timeout: GENERATE_TIMEOUT});
+}
+
+// window.__lcmLatency(tab, trigger): ms from the trigger (the prompt's next input event, or a click on Generate)
+// to a new image in the gallery, loaded and decoded (painted in the next frame).
+function installLatencyProbe(page) {
+    return page.evaluate(() => {
+        window.__lcmLatency = (tab, trigger) => new Promise((resolve) => {
+            const sources = () => Array.from(document.querySelectorAll(`#${tab}_gallery img`)).map((img) => img.src);
+            const before = new Set(sources());
+            const target = trigger === "click" ? document.querySelector(`#${tab}_generate`)
+                : document.querySelector(`#${tab}_prompt textarea`);
+            let started = null;
+            target.addEventListener(trigger, () => {
+                started = performance.now();
+            }, {capture: true, once: true});
+            const poll = () => {
+                const fresh = Array.from(document.querySelectorAll(`#${tab}_gallery img`))
+                    .find((img) => !before.has(img.src) && img.complete && img.naturalWidth > 0);
+                if (started !== null && fresh) {
+                    fresh.decode().then(() => requestAnimationFrame(() => resolve(performance.now() - started)));
+                } else {
+                    requestAnimationFrame(poll);
+                }
+            };
+            requestAnimationFrame(poll);
+        });
+    });
+}
+
+await runScenarios(scenarios, ["typing", "switchesPanelOn", "img2img"], (page) => liveStats(page, "txt2img"));
