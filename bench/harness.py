@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.conftest import PROBE_EXTENSION, TINY_LCM_LORAS, tiny_registry  # noqa: E402
 from tests.e2e.webui import EXTENSION_NAME, DataDir, Installation, WebUIClient, WebUIServer  # noqa: E402
-from tests.fixtures import slim, tiny  # noqa: E402
+from tests.fixtures import slim, taesd, tiny  # noqa: E402
 
 STEM = "lcm-lora-sdv1-5"
 PROMPT = "a photo of a cat"
@@ -43,7 +43,9 @@ def _exit_on_sigterm(signum, frame):
     sys.exit(f"stopped by signal {signum}")  # unwinds, so the caller's `finally` stops the WebUI
 
 
-def start(work: Path, model: str = "tiny") -> Bench:
+def start(work: Path, model: str = "tiny", ui: bool = False) -> Bench:
+    """Start the bench's WebUI (API only, or with its page when `ui`) with the host's TAESD decoder file in place
+    (a random stand-in, tests/fixtures/taesd.py: the host cannot download the real one offline)."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     installation = Installation.from_env()
     if installation is None:
@@ -63,7 +65,8 @@ def start(work: Path, model: str = "tiny") -> Bench:
     assert TINY_LCM_LORAS["sd15"] == tiny.LCM_LORA_FILES["sd1"]
     data_dir = DataDir.create(work / "data", [checkpoint], loras,
                               extensions={EXTENSION_NAME: ROOT, "lcm-test-probe": PROBE_EXTENSION})
-    server = WebUIServer(installation, data_dir, extra_env={"LCM_LORA_REGISTRY": str(registry)})
+    taesd.write_decoder(data_dir.root / "models" / "VAE-taesd" / taesd.FILE_NAME)
+    server = WebUIServer(installation, data_dir, ui=ui, extra_env={"LCM_LORA_REGISTRY": str(registry)})
     server.prepare()
     client = server.start(timeout=600.0)
     return Bench(server, client, model, data_dir.root / "models" / "Lora" / "LCM-LoRA")

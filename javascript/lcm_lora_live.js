@@ -189,11 +189,23 @@ var lcmLoraLive = (function() {
         }, 500);
     }
 
+    // Fast decode on, yet the image was not decoded with TAESD: the server fell back to the full VAE and says why
+    // in the status line, which the page then fetches (only then: a request per image would slow Live down).
+    function fellBack(t) {
+        var fast = element(t.config.ids.fast_decode);
+        var info = element("html_info_" + t.config.tab);
+        var text = info ? info.innerText : "";
+        return Boolean(fast && fast.querySelector("input:checked")) && /Steps:/.test(text) &&
+            !/VAE Decoder: TAESD/.test(text);
+    }
+
     function finish(t) {
         clearInterval(t.watchdog);
         setField(t.config.ids.live, false);
-        var refresh = element(t.config.ids.refresh);
-        if (refresh) refresh.click();  // the status line says when fast decode fell back to the full VAE
+        if (fellBack(t)) {
+            var refresh = element(t.config.ids.refresh);
+            if (refresh) refresh.click();
+        }
         apply(t, react(t.state, {type: "finished", now: Date.now()}));
     }
 

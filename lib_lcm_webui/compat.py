@@ -21,11 +21,12 @@ import contextlib
 import importlib
 import json
 import math
+import os
 import re
 import sys
 import types
 
-from modules import patches, shared
+from modules import patches, paths_internal, shared
 
 try:  # 1.6+
     from modules.ui_components import InputAccordion
@@ -323,6 +324,16 @@ def taesd_model_key(sd_model) -> str | None:
 
 def taesd_file_hint(key: str) -> str:
     return f"models/VAE-taesd/{_TAESD_FILES.get(key, _TAESD_FILES['sd'])}"
+
+
+def taesd_file_state(key: str):
+    """(mtime_ns, size) of the host's TAESD decoder file for `key`, None when it is missing."""
+    path = os.path.join(paths_internal.models_path, "VAE-taesd", _TAESD_FILES.get(key, _TAESD_FILES["sd"]))
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def load_taesd_decoder():

@@ -31,6 +31,7 @@ NO_PREVIEWS = {"live_previews_enable": False}
 class _DecoderLoad:
     """One attempt of the host's TAESD loader, run in a thread of its own."""
 
+    file_state: tuple | None  # the decoder file when the attempt started: a new file is tried at once
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
     finished_at: float = 0.0
@@ -43,8 +44,10 @@ class _DecoderLoad:
         self.finished_at = time.monotonic()
         self.done.set()
 
-    def stale(self) -> bool:
-        return self.done.is_set() and self.error is not None and time.monotonic() - self.finished_at > RETRY_AFTER_S
+    def stale(self, file_state) -> bool:
+        """A failed attempt is tried again once the file changed, or after RETRY_AFTER_S."""
+        failed = self.done.is_set() and self.error is not None
+        return failed and (file_state != self.file_state or time.monotonic() - self.finished_at > RETRY_AFTER_S)
 
 
 _loads: dict[str, _DecoderLoad] = {}
@@ -91,10 +94,11 @@ def fast_decoder_problem() -> str | None:
     key = compat.taesd_model_key(shared.sd_model)
     if key is None:
         return _note("", "Fast decode: this WebUI has no TAESD decoder; live images use the full VAE.")
+    file_state = compat.taesd_file_state(key)
     with _lock:
         load = _loads.get(key)
-        if load is None or load.stale():
-            load = _loads[key] = _DecoderLoad()
+        if load is None or load.stale(file_state):
+            load = _loads[key] = _DecoderLoad(file_state)
             threading.Thread(target=load.run, name="lcm-lora-taesd", daemon=True).start()
     if not load.done.wait(LOAD_WAIT_S):
         return _note(key, "Fast decode: the WebUI is still loading (or downloading) its TAESD decoder; "

@@ -44,7 +44,7 @@ def _ids(tab: str, pairs) -> dict:
 
 def live_config(tab: str, watched) -> dict:
     """What javascript/lcm_lora_live.js needs to know for one tab."""
-    own = {key: f"{ELEM_PREFIX}_{tab}_{key}" for key in (*LIVE_REQUEST, "refresh")}
+    own = {key: f"{ELEM_PREFIX}_{tab}_{key}" for key in (*LIVE_REQUEST, "fast_decode", "refresh")}
     return {"tab": tab, "watched": list(watched), "stems": list(stems()), "ids": own,
             "host": {name: pattern.format(tab=tab) for name, pattern in HOST_BUTTONS.items()}}
 

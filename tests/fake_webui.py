@@ -308,8 +308,11 @@ def _k_diffusion_modules():
 
 
 @contextmanager
-def fake_webui(sd_model=None, opts=None, input_accordion=True):
-    """Install the fake host (and gradio) for the duration of a test, then restore everything."""
+def fake_webui(sd_model=None, opts=None, input_accordion=True, taesd_loader=None, models_path="/nonexistent/models"):
+    """Install the fake host (and gradio) for the duration of a test, then restore everything.
+
+    `taesd_loader`: the host's `sd_vae_taesd.decoder_model` (1.6+; None: a host without TAESD);
+    `models_path`: `paths_internal.models_path`."""
     sd_model = sd_model or ToyUNetModel()
     gr, context, ui = fake_gradio()
     modules = types.ModuleType("modules")
@@ -322,6 +325,11 @@ def fake_webui(sd_model=None, opts=None, input_accordion=True):
         ui_components.InputAccordion = type("InputAccordion", (gr.Checkbox,), {})
     scripts = parts["scripts"] = types.ModuleType("modules.scripts")
     scripts.scripts_data = []
+    paths_internal = parts["paths_internal"] = types.ModuleType("modules.paths_internal")
+    paths_internal.models_path = str(models_path)
+    if taesd_loader is not None:
+        parts["sd_vae_taesd"] = types.ModuleType("modules.sd_vae_taesd")
+        parts["sd_vae_taesd"].decoder_model = taesd_loader
     for name, module in parts.items():
         setattr(modules, name, module)
     installed = {"modules": modules, **{f"modules.{name}": module for name, module in parts.items()},

@@ -55,7 +55,7 @@ def test_typing_with_live_on_makes_new_images_without_a_click(live_report):
     assert s["generations"] >= 1 and len(s["infotexts"]) >= 1
     # The last image is the last prompt's: its infotext prompt is the text in the box.
     assert prompt_of(s["last"]) == s["promptBox"].strip()
-    assert s["promptBox"].startswith("a cat" + s["typedChars"])
+    assert s["promptBox"] == "a cat <lora:lcm-lora-sdv1-5:1>" + s["typedChars"]
 
 
 def test_rapid_typing_runs_far_fewer_generations_than_keystrokes_and_never_queues_two(live_report):

@@ -192,7 +192,6 @@ const scenarios = {
                 if (mode !== "click") await liveSettled(page, tab);
                 const timings = await api(page, "get", "/lcm-test/v1/timings");
                 rows.push({mode, ms, server: timings[timings.length - 1] ?? null, info: await infotext(page, tab)});
-                await typeAtEnd(page, tab, "");
             }
         }
         return {rows, size};

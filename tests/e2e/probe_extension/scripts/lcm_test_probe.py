@@ -13,7 +13,8 @@ GET /lcm-test/v1/timings returns, per generation since the last reset (POST /lcm
 seconds between the script hooks that bracket each stage (bench/live_latency.py splits an image's time with them):
 "prompts" (before_process_batch -> process_batch: text encoding), "sampling" (process_batch -> post_sample: the
 UNet steps), "decode" (post_sample -> postprocess_batch: VAE decode), "finish" (postprocess_batch -> postprocess:
-post-processing and saving), "total" (before_process -> postprocess).
+post-processing and saving), "total" (before_process -> postprocess), and "wall": the wall-clock time
+(time.time()) of before_process and postprocess, to place them among a page's timestamps on the same machine.
 """
 import time
 
@@ -75,12 +76,14 @@ class LcmTestProbe(scripts.Script):
 
     def postprocess(self, p, processed, *args):
         _mark("postprocess")
-        TIMINGS.append({name: round(_MARKS[end] - _MARKS[begin], 4) for name, begin, end in _STAGES
-                        if begin in _MARKS and end in _MARKS})
+        timing = {name: round(_MARKS[end][0] - _MARKS[begin][0], 4) for name, begin, end in _STAGES
+                  if begin in _MARKS and end in _MARKS}
+        timing["wall"] = {name: _MARKS[name][1] for name in ("before_process", "postprocess")}
+        TIMINGS.append(timing)
 
 
 def _mark(name):
-    _MARKS.setdefault(name, time.perf_counter())
+    _MARKS.setdefault(name, (time.perf_counter(), time.time()))
 
 
 def _routes(_demo, app):

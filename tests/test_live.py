@@ -1,0 +1,225 @@
+"""Live's server side (lib_lcm_webui.live) and its page wiring (lib_lcm_webui.live_ui) against the fake host
+(tests/fake_webui.py). The page logic itself: tests/js/live_logic.test.mjs; the real page:
+tests/e2e/test_browser_live.py."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import types
+from contextlib import contextmanager
+
+import pytest
+
+from lib_lcm.params import parse_script_args
+from tests.fake_webui import FakeP, fake_webui
+
+LIVE = parse_script_args([{"live": True, "live_seed": 77}])
+
+
+class LiveP(FakeP):
+    def __init__(self, **kwargs):
+        defaults = {"seed": -1, "batch_size": 4, "n_iter": 3, "override_settings": {},
+                    "override_settings_restore_afterwards": True, "do_not_save_samples": False,
+                    "do_not_save_grid": False}
+        super().__init__(**{**defaults, **kwargs})
+        self.comments = []
+
+    def comment(self, text):
+        self.comments.append(text)
+
+
+@contextmanager
+def live_host(tmp_path, loader=None, with_taesd=True):
+    calls = []
+
+    def default_loader():
+        calls.append(1)
+        return object()
+
+    taesd = (loader or default_loader) if with_taesd else None
+    with fake_webui(taesd_loader=taesd, models_path=tmp_path) as host:
+        opts = host.shared.opts
+        opts.data = {}
+        opts.data_labels = {"sd_vae_decode_method": types.SimpleNamespace(default="Full"),
+                            "live_previews_enable": types.SimpleNamespace(default=True)}
+        if not with_taesd:
+            del opts.data_labels["sd_vae_decode_method"]
+        from lib_lcm_webui import live
+
+        live._loads.clear()
+        live._notes.clear()
+        yield types.SimpleNamespace(host=host, live=live, calls=calls)
+
+
+def test_a_live_generation_is_one_unsaved_image_with_the_live_seed_no_previews_and_taesd(tmp_path):
+    with live_host(tmp_path) as env:
+        p = LiveP()
+        env.live.prepare_live_generation(p, LIVE)
+        opts = env.host.shared.opts
+    assert (p.batch_size, p.n_iter, p.seed) == (1, 1, 77)
+    assert p.do_not_save_samples is True and p.do_not_save_grid is True
+    assert p.override_settings == {"live_previews_enable": False, "sd_vae_decode_method": "TAESD"}
+    # The host restores only options in opts.data (1.6 leaves defaults out): ours are put there at their defaults.
+    assert opts.data == {"live_previews_enable": True, "sd_vae_decode_method": "Full"}
+    assert p.comments == [] and env.calls == [1]
+
+
+def test_an_explicit_seed_and_the_users_overrides_stay(tmp_path):
+    with live_host(tmp_path) as env:
+        p = LiveP(seed=5, override_settings={"CLIP_stop_at_last_layers": 2})
+        env.live.prepare_live_generation(p, LIVE)
+        env.live.prepare_live_generation(LiveP(), LIVE)
+    assert p.seed == 5
+    assert p.override_settings["CLIP_stop_at_last_layers"] == 2
+    assert env.calls == [1], "the host's loader runs once; it keeps the decoder itself"
+
+
+def test_fast_decode_off_keeps_the_full_vae(tmp_path):
+    with live_host(tmp_path) as env:
+        p = LiveP()
+        env.live.prepare_live_generation(p, parse_script_args([{"live": True, "fast_decode": False}]))
+    assert p.override_settings == {"live_previews_enable": False} and env.calls == []
+    assert p.seed == -1, "no live seed sent: the host draws one as usual"
+
+
+def test_when_the_host_cannot_load_taesd_the_image_uses_the_full_vae_and_the_panel_says_why(tmp_path):
+    def failing():
+        raise FileNotFoundError("TAESD model not found")
+
+    with live_host(tmp_path, loader=failing) as env:
+        p = LiveP()
+        env.live.prepare_live_generation(p, LIVE)
+        note = env.live.fast_decode_note()
+        from lib_lcm_webui import status
+
+        line = status.status_html(status.current_status())
+    assert "sd_vae_decode_method" not in p.override_settings and p.override_settings["live_previews_enable"] is False
+    assert len(p.comments) == 1 and "could not load its TAESD decoder (FileNotFoundError: TAESD model not found)" \
+        in p.comments[0]
+    assert "models/VAE-taesd/taesd_decoder.pth" in note and "turn Fast decode off" in note
+    assert "could not load its TAESD decoder" in line
+
+
+def test_a_new_decoder_file_is_tried_at_once(tmp_path):
+    attempts = []
+
+    def loader():
+        attempts.append(1)
+        if not (tmp_path / "VAE-taesd" / "taesd_decoder.pth").is_file():
+            raise FileNotFoundError("TAESD model not found")
+
+    with live_host(tmp_path, loader=loader) as env:
+        env.live.prepare_live_generation(LiveP(), LIVE)
+        env.live.prepare_live_generation(LiveP(), LIVE)
+        assert len(attempts) == 1, "a failure is remembered while nothing changed"
+        (tmp_path / "VAE-taesd").mkdir()
+        (tmp_path / "VAE-taesd" / "taesd_decoder.pth").write_bytes(b"x")
+        p = LiveP()
+        env.live.prepare_live_generation(p, LIVE)
+        note = env.live.fast_decode_note()
+    assert len(attempts) == 2 and p.override_settings["sd_vae_decode_method"] == "TAESD" and note is None
+
+
+def test_a_loader_that_hangs_never_holds_the_image_up(tmp_path, monkeypatch):
+    release = threading.Event()
+
+    def hanging():
+        release.wait(30)
+
+    with live_host(tmp_path, loader=hanging) as env:
+        monkeypatch.setattr(env.live, "LOAD_WAIT_S", 0.05)
+        p = LiveP()
+        env.live.prepare_live_generation(p, LIVE)
+        release.set()
+    assert "sd_vae_decode_method" not in p.override_settings
+    assert "still loading (or downloading)" in p.comments[0]
+
+
+def test_a_host_without_taesd_says_so(tmp_path):
+    with live_host(tmp_path, with_taesd=False) as env:
+        p = LiveP()
+        env.live.prepare_live_generation(p, LIVE)
+    assert "no TAESD decoder" in p.comments[0] and "sd_vae_decode_method" not in p.override_settings
+
+
+def test_without_restore_afterwards_the_users_options_are_left_alone(tmp_path, capsys):
+    with live_host(tmp_path) as env:
+        p = LiveP(override_settings_restore_afterwards=False)
+        env.live.prepare_live_generation(p, LIVE)
+    assert p.override_settings == {} and (p.batch_size, p.do_not_save_samples) == (1, True)
+    assert "override_settings_restore_afterwards is off" in capsys.readouterr().out
+
+
+def test_the_script_hook_turns_a_live_request_into_a_live_lcm_generation(tmp_path):
+    with live_host(tmp_path):
+        from lib_lcm_webui import processing, state
+
+        p = LiveP(sampler_name="Euler a", steps=25, cfg_scale=7.0)
+        processing.before_process(p, [{"live": True, "live_seed": 9}])
+        settings = state.generation_state(p).settings
+    assert settings.enabled is True and settings.live is True
+    assert (p.sampler_name, p.steps, p.cfg_scale, p.seed, p.batch_size) == ("LCM-LoRA", 4, 1.0, 9, 1)
+
+
+def test_an_ordinary_request_is_not_live(tmp_path):
+    with live_host(tmp_path) as env:
+        from lib_lcm_webui import processing
+
+        p = LiveP()
+        processing.before_process(p, [{"enabled": True}])
+    assert (p.batch_size, p.seed, p.do_not_save_samples, p.override_settings) == (4, -1, False, {})
+    assert env.calls == []
+
+
+# -- the page wiring ---------------------------------------------------------------------------------------
+
+
+def wired(tab):
+    from tests.test_panel import FakeScript, glue
+
+    with fake_webui() as host:
+        from lib_lcm_webui import live_ui, panel, settings, status
+
+        glue.modules = (panel, status, settings)
+        script = FakeScript()
+        inputs = panel.build_panel(script, is_img2img=tab == "img2img")
+        host_ids = [pattern.format(tab=tab) for _, pattern in (*panel.HOST_CONTROLS, *live_ui.LIVE_HOST_EDITS,
+                                                                *live_ui.LIVE_RESULTS)]
+        host_ids += [f"{tab}_neg_prompt", f"{tab}_seed", f"{tab}_width", f"{tab}_height"]
+        made = {elem: host.gr.Textbox(elem_id=elem) for elem in dict.fromkeys(host_ids)}
+        script.component_created(f"generation_info_{tab}")
+        created = {block.elem_id: block for block in host.ui.created}
+    return inputs, created, made
+
+
+def live_events(component, function):
+    return [kw for name, kw in component.events if name == "change" and f"lcmLoraLive.{function}(" in
+            (kw.get("_js") or "")]
+
+
+def config_of(js):
+    prefix = re.match(r"\(\.\.\.args\) => lcmLoraLive\.\w+\(", js).group(0)
+    config, _ = json.JSONDecoder().raw_decode(js[len(prefix):])
+    return config
+
+
+@pytest.mark.parametrize("tab", ["txt2img", "img2img"])
+def test_live_runs_in_the_page_and_watches_the_edits_that_change_the_image(tab):
+    _, created, host = wired(tab)
+    switch = created[f"lcm_lora_{tab}_live_switch"]
+    (event,) = live_events(switch, "switched")
+    assert event["fn"] is None, "Live's events cost the server nothing"
+    assert event["outputs"] == [created[f"lcm_lora_{tab}_enabled"]], "Live switches the panel on"
+    config = config_of(event["_js"])
+    assert config["ids"]["live"] == f"lcm_lora_{tab}_live" and config["host"]["generate"] == f"{tab}_generate"
+    watched = set(config["watched"])
+    assert {"steps", "cfg_scale", "weight", "mode", "gamma", "fast_decode", "prompt", "negative", "seed", "width",
+            "height"} <= watched
+    img2img_only = {"denoising", "image", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "inpaint_mask"}
+    assert (img2img_only <= watched) == (tab == "img2img") and (not img2img_only & watched) == (tab == "txt2img")
+    assert len(live_events(host[f"{tab}_prompt"], "edited")) == 1
+    for result in (f"{tab}_gallery", f"html_log_{tab}"):
+        assert len(live_events(host[result], "finished")) == 1
+    (back,) = live_events(created[f"lcm_lora_{tab}_enabled"], "panelSwitched")
+    assert back["outputs"] == [switch], "switching the panel off switches Live off"
