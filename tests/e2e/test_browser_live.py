@@ -7,16 +7,20 @@ cannot), so Fast decode runs the host's real TAESD path.
 """
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_browser import infotext_fields, run_scenarios, scenario, start_ui_server
+from tests.e2e.webui import REPO_ROOT
 from tests.fixtures import taesd
 
 pytestmark = pytest.mark.e2e
 STEPS = 4  # the panel's default: one UNet call per step at CFG 1
-LIVE_SCENARIOS = ("typing", "switchesPanelOn", "img2img")
+LIVE_SCENARIOS = ("typing", "switchesPanelOn", "img2img", "screenshot")
 
 
 def add_taesd_decoder(data_dir):
@@ -42,6 +46,9 @@ def live_report(live_server, tmp_path_factory):
     for result in report.values():
         if result.get("error"):
             result["error"] += f"\n--- WebUI log (last lines) ---\n{live_server.log_tail(25)}"
+    target = os.environ.get("LCM_LORA_LIVE_SCREENSHOT")  # e.g. docs/live.png
+    if target and (out / "live.png").is_file():
+        shutil.copyfile(out / "live.png", REPO_ROOT / target)
     return report
 
 
@@ -104,3 +111,8 @@ def test_img2img_denoising_strength_change_regenerates(live_report):
     assert first["Denoising strength"] == "0.6" and second["Denoising strength"] == "0.45"
     assert first["Seed"] == second["Seed"]
     assert not any("img2img-images" in name for name in s["files"])
+
+
+def test_screenshot_of_live_is_saved(live_report):
+    s = scenario(live_report, "screenshot")
+    assert Path(s["path"]).stat().st_size > 10_000

@@ -169,6 +169,16 @@ const scenarios = {
         return {first, second, files: outputFiles()};
     },
 
+    // The README's picture: the panel with Live on, after a live image (saved as live.png in config.out).
+    async screenshot(page) {
+        await startTxt2imgLive(page, 256);
+        await typeAtEnd(page, "txt2img", ", watercolor");
+        await liveSettled(page, "txt2img");
+        const file = path.join(config.out, "live.png");
+        await page.locator("#tab_txt2img").screenshot({path: file});
+        return {path: file};
+    },
+
     // Bench: edit-to-image latency, Live (TAESD and full VAE) against clicking Generate, interleaved.
     async latency(page) {
         const {repeats = 5, size = 64} = config.latency ?? {};
@@ -238,4 +248,5 @@ function installLatencyProbe(page) {
     });
 }
 
-await runScenarios(scenarios, ["typing", "switchesPanelOn", "img2img"], (page) => liveStats(page, "txt2img"));
+await runScenarios(scenarios, ["typing", "switchesPanelOn", "img2img", "screenshot"],
+    (page) => liveStats(page, "txt2img"));
