@@ -46,7 +46,7 @@ def main():
     for key, label in PARTS:
         values = [figures[key] / 1000 for _, figures in rows]
         ax.bar(range(len(rows)), values, bottom=bottoms, label=label)
-        bottoms = [b + v for b, v in zip(bottoms, values)]
+        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
     ax.set_xticks(range(len(rows)), [label for label, _ in rows], fontsize=7)
     ax.set_ylabel("seconds from the edit to the image on screen (median)")
     machine = results[0]["machine"]
