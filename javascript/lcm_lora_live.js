@@ -117,7 +117,8 @@ var lcmLoraLive = (function() {
 
     function tabOf(config) {
         return tabs[config.tab] ||
-            (tabs[config.tab] = {state: newState(), timer: null, watchdog: null, ending: false, config: config});
+            (tabs[config.tab] = {state: newState(), timer: null, watchdog: null, ending: false, seedSent: null,
+                config: config});
     }
 
     function element(id) {
@@ -166,7 +167,10 @@ var lcmLoraLive = (function() {
 
     function start(t) {
         setField(t.config.ids.live, true);
-        setField(t.config.ids.live_seed, t.state.seed);
+        if (t.seedSent !== t.state.seed) {  // the seed stays while Live is on: write it once
+            setField(t.config.ids.live_seed, t.state.seed);
+            t.seedSent = t.state.seed;
+        }
         // Svelte writes the new values into gradio's state in a microtask: click after it.
         nextTask().then(function() {
             var button = element(t.config.host.generate);

@@ -42,7 +42,7 @@ def live_server(webui_installation, tmp_path_factory, tiny_webui_models, webui_e
 def live_report(live_server, tmp_path_factory):
     out = tmp_path_factory.mktemp("browser-live")
     report, _ = run_scenarios(live_server, out, script="live.mjs", scenarios=list(LIVE_SCENARIOS),
-                              outputs=str(live_server.data_dir.root / "outputs"))
+                              outputs=str(live_server.outputs_dir()))
     for result in report.values():
         if result.get("error"):
             result["error"] += f"\n--- WebUI log (last lines) ---\n{live_server.log_tail(25)}"

@@ -25,7 +25,7 @@ def live(**fields):
 
 
 def saved_files(server):
-    outputs = server.data_dir.root / "outputs"
+    outputs = server.outputs_dir()
     return sorted(str(path.relative_to(outputs)) for path in outputs.rglob("*") if path.is_file())
 
 

@@ -305,6 +305,12 @@ class WebUIServer:
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def outputs_dir(self) -> Path:
+        """The folder the running server saves images under (its txt2img folder's parent): the data dir's
+        `outputs` from 1.7 on, `outputs` in the WebUI checkout on 1.6 (a relative path, read from the cwd)."""
+        txt2img = Path(self.client().get("/sdapi/v1/options")["outdir_txt2img_samples"])
+        return (txt2img if txt2img.is_absolute() else self.installation.webui_dir / txt2img).parent
+
     def prepare(self, timeout: float = 600.0) -> None:
         """Run the WebUI's environment preparation once (``launch.py --exit``): requirement checks and
         every extension's ``install.py``. Later starts use ``--skip-prepare-environment``."""
