@@ -31,6 +31,18 @@ export function infotext(page, tab) {
         document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "", tab);
 }
 
+// Click the tab's Generate button; the new infotext once it shows.
+export async function generate(page, tab) {
+    const previous = await infotext(page, tab);
+    await page.click(`#${tab}_generate`);
+    await page.waitForFunction(([tab, previous]) => {
+        const text = (document.querySelector(`.prose#html_info_${tab}`) ??
+            document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
+        return text.includes("Steps:") && text !== previous;
+    }, [tab, previous], {timeout: GENERATE_TIMEOUT});
+    return infotext(page, tab);
+}
+
 // Run `scenarios` (names from config.scenarios, else `defaults`), each in a fresh page; `onError(page)` adds what
 // the page showed to a failed scenario's report.
 export async function runScenarios(scenarios, defaults, onError) {

@@ -4,7 +4,7 @@
 // scenarios; "latency" reads latency: {repeats, size, typed})
 import fs from "node:fs";
 import path from "node:path";
-import {config, GENERATE_TIMEOUT, infotext, runScenarios, setNumber, setPrompt, STEP_TIMEOUT, switchTab}
+import {config, generate, GENERATE_TIMEOUT, infotext, runScenarios, setNumber, setPrompt, STEP_TIMEOUT, switchTab}
     from "./common.mjs";
 
 // 40 characters, typed at 8 characters a second.
@@ -76,17 +76,6 @@ async function typeAtEnd(page, tab, text) {
     await page.keyboard.type(text, {delay: TYPING_DELAY_MS});
 }
 
-async function generateByClick(page, tab) {
-    const previous = await infotext(page, tab);
-    await page.click(`#${tab}_generate`);
-    await page.waitForFunction(([tab, previous]) => {
-        const text = (document.querySelector(`.prose#html_info_${tab}`) ??
-            document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
-        return text.includes("Steps:") && text !== previous;
-    }, [tab, previous], {timeout: GENERATE_TIMEOUT});
-    return infotext(page, tab);
-}
-
 async function startTxt2imgLive(page, size = 64) {
     const tab = "txt2img";
     await setNumber(page, `${tab}_width`, size);
@@ -118,7 +107,7 @@ const scenarios = {
         await page.waitForFunction((tab) => !lcmLoraLive.stats(tab).running, tab, {timeout: GENERATE_TIMEOUT});
         await api(page, "post", "/lcm-test/v1/unet/reset");
         await typeAtEnd(page, tab, "o");
-        const manual = await generateByClick(page, tab);
+        const manual = await generate(page, tab);
         return {first, last, promptBox, keystrokes: TYPED.length, typedChars: TYPED,
             generations: statsAfter.generations - statsBefore.generations, unetCalls: calls,
             maxOutstanding: seen.maxOutstanding, infotexts: seen.infotexts, liveSeed: statsAfter.seed,

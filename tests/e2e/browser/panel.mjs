@@ -5,7 +5,7 @@
 // Every scenario gets a fresh page and records what the page shows; report.json goes to config.out.
 import fs from "node:fs";
 import path from "node:path";
-import {config, GENERATE_TIMEOUT, infotext, LOAD_TIMEOUT, newPage, runScenarios, setNumber, setPrompt, STEP_TIMEOUT,
+import {config, generate, infotext, LOAD_TIMEOUT, newPage, runScenarios, setNumber, setPrompt, STEP_TIMEOUT,
     switchTab} from "./common.mjs";
 
 const RELOAD_TIMEOUT = 180000;
@@ -84,17 +84,6 @@ async function switchOff(page, tab) {
     if (await headerCheckbox.count() > 0) await headerCheckbox.click();
     else await page.click(`#lcm_lora_${tab}_enabled .label-wrap`);
     return settle(page, tab, (v) => !v.panelEnabled && !v.sampler?.startsWith("LCM-LoRA"));
-}
-
-async function generate(page, tab) {
-    const previous = await infotext(page, tab);
-    await page.click(`#${tab}_generate`);
-    await page.waitForFunction(([tab, previous]) => {
-        const text = (document.querySelector(`.prose#html_info_${tab}`) ??
-            document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
-        return text.includes("Steps:") && text !== previous;
-    }, [tab, previous], {timeout: GENERATE_TIMEOUT});
-    return infotext(page, tab);
 }
 
 async function smallImages(page, tab) {
