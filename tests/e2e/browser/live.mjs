@@ -142,6 +142,7 @@ const scenarios = {
     // img2img: a new denoising strength makes a new image.
     async img2img(page) {
         const tab = "img2img";
+        const filesBefore = outputFiles();
         await switchTab(page, "img2img");
         await page.setInputFiles("#img2img_image input[type=file]", config.initImage);
         await setNumber(page, `${tab}_width`, 64);
@@ -155,7 +156,7 @@ const scenarios = {
         await page.waitForFunction((tab) => /Denoising strength: 0\.45/.test(document.querySelector(`#html_info_${tab}`)
             ?.innerText ?? ""), tab, {timeout: GENERATE_TIMEOUT});
         const second = await liveSettled(page, tab);
-        return {first, second, files: outputFiles()};
+        return {first, second, filesBefore, files: outputFiles()};
     },
 
     // The README's picture: the panel with Live on, after a live image (saved as live.png in config.out).
