@@ -8,11 +8,15 @@ order its "X type" index refers to; GET /lcm-test/v1/opts returns the registered
 were first imported, before any extension's `on_ui_settings`); GET /lcm-test/v1/panel-status returns the LCM-LoRA
 panel's status line for the loaded checkpoint, as the panel's Refresh computes it; GET /lcm-test/v1/lora?name=STEM
 returns the host's own state of that loaded LoRA (A1111's built-in Lora extension): the modules it applies, and the
-weight change it made to the UNet layer named by `layer` (current weight minus the host's backup).
+weight change it made to the UNet layer named by `layer` (current weight minus the host's backup);
+POST /lcm-test/v1/modules {"names": [class names]} starts counting the forward calls (and output rows) of every
+module of those classes, e.g. a neighbour extension's ControlNet or motion modules, and GET returns the counts.
 """
 from modules import script_callbacks, scripts, shared
 
 COUNTS = {"calls": 0, "rows": 0, "timesteps": []}
+MODULE_COUNTS: dict = {}  # class name -> {"calls", "rows"}
+_GLOBAL_HOOK = []
 
 
 def _count(_module, args, kwargs):
@@ -22,6 +26,14 @@ def _count(_module, args, kwargs):
     COUNTS["rows"] += int(x.shape[0])
     if timesteps is not None:
         COUNTS["timesteps"].append(round(float(timesteps.flatten()[0]), 3))
+
+
+def _count_module(module, _args, output):
+    counts = MODULE_COUNTS.get(type(module).__name__)
+    if counts is not None:
+        first = output[0] if isinstance(output, (list, tuple)) else output
+        counts["calls"] += 1
+        counts["rows"] += int(first.shape[0]) if hasattr(first, "shape") else 0
 
 
 def _install_hook():
@@ -83,6 +95,22 @@ def _routes(_demo, app):
         return {"loaded": True, "applied": sorted(net.modules), "file": net.network_on_disk.filename,
                 "layer_delta": delta}
 
+    def modules_read():
+        return MODULE_COUNTS
+
+    def modules_count(body: dict):
+        import torch
+
+        # A global hook: the neighbours build their models at generation time, out of this probe's reach. Only
+        # while a test asks for it (one call per module forward).
+        if not _GLOBAL_HOOK:
+            _GLOBAL_HOOK.append(torch.nn.modules.module.register_module_forward_hook(_count_module))
+        MODULE_COUNTS.clear()
+        MODULE_COUNTS.update({name: {"calls": 0, "rows": 0} for name in body.get("names", [])})
+        return MODULE_COUNTS
+
+    app.add_api_route("/lcm-test/v1/modules", modules_read, methods=["GET"])
+    app.add_api_route("/lcm-test/v1/modules", modules_count, methods=["POST"])
     app.add_api_route("/lcm-test/v1/lora", lora, methods=["GET"])
     app.add_api_route("/lcm-test/v1/panel-status", panel_status, methods=["GET"])
     app.add_api_route("/lcm-test/v1/unet", read, methods=["GET"])
