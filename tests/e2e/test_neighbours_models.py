@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,23 @@ def test_animatediff_video_with_lcm_one_row_per_frame_per_step(full_size, model)
     assert names.count("LCM-LoRA") == 1 and names.count("LCM-LoRA TCD") == 1
     assert sorted(n for n in set(names) if names.count(n) > 1) == []
     assert "Traceback" not in server.log_text()
+
+
+def test_committed_released_layouts_are_the_checked_out_extensions_classes(webui_installation):
+    """tests/fixtures/released_layouts/ (what the stand-ins and their unit tests follow) = the key sets and shapes
+    of the extensions' own ControlNet and MotionWrapper classes in the checkouts under test."""
+    found = present_neighbours()
+    need(found, "sd-webui-controlnet")
+    need(found, "sd-webui-animatediff")
+    script = Path(__file__).parent / "dump_neighbour_layouts.py"
+    result = subprocess.run([str(webui_installation.python), str(script), str(found["sd-webui-controlnet"]),
+                             str(found["sd-webui-animatediff"])], cwd=webui_installation.webui_dir,
+                            capture_output=True, text=True, timeout=600)
+    line = next((x for x in result.stdout.splitlines() if x.startswith("LAYOUTS ")), None)
+    assert line, result.stderr[-3000:]
+    released = Path(__file__).parents[1] / "fixtures" / "released_layouts"
+    for name, lines in json.loads(line.removeprefix("LAYOUTS ")).items():
+        assert lines == (released / f"{name}.txt").read_text().splitlines(), name
 
 
 def test_no_error_or_traceback_from_our_extension_in_the_log(full_size):
