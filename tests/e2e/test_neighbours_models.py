@@ -156,6 +156,7 @@ def test_animatediff_video_with_lcm_one_row_per_frame_per_step(full_size, model)
     server, client, found = full_size
     need(found, "sd-webui-animatediff")
     scripts = {**lcm(1.0), **animatediff(model)}
+    log_before = len(server.log_text())
     result, unet, modules = counted(client, lambda: client.txt2img(**BASE, alwayson_scripts=scripts),
                                     ("VanillaTemporalModule",))
     assert_lcm_infotext(result.infotext)
@@ -169,7 +170,7 @@ def test_animatediff_video_with_lcm_one_row_per_frame_per_step(full_size, model)
     names = [sampler["name"] for sampler in client.get("/sdapi/v1/samplers")]
     assert names.count("LCM-LoRA") == 1 and names.count("LCM-LoRA TCD") == 1
     assert sorted(n for n in set(names) if names.count(n) > 1) == []
-    assert "Traceback" not in server.log_text()
+    assert "Traceback" not in server.log_text()[log_before:]
 
 
 def test_committed_released_layouts_are_the_checked_out_extensions_classes(webui_installation):
@@ -191,4 +192,6 @@ def test_committed_released_layouts_are_the_checked_out_extensions_classes(webui
 
 def test_no_error_or_traceback_from_our_extension_in_the_log(full_size):
     server, _, _ = full_size
-    assert our_errors(server) == []
+    # AnimateDiff runs `git describe` in its motion-module folder, here in the fixture cache, whose path
+    # (~/.cache/sd-webui-lcm-lora/) names us: its warning is about that folder, not our code.
+    assert [line for line in our_errors(server) if "Failed to get git tag for AnimateDiff" not in line] == []
