@@ -44,7 +44,7 @@ MOTION_MODULES_PER_CALL = {neighbour_models.MOTION_MODULE_FILE: 20, neighbour_mo
 def full_size(webui_installation, tmp_path_factory):
     """(server, client, present neighbour names) with the slim checkpoint and the stand-ins in place."""
     if webui_installation.is_forge:
-        pytest.skip("the full-size neighbours run on A1111 (Forge has ControlNet built in and no AnimateDiff)")
+        pytest.skip("the neighbour extensions run on A1111 (Forge: its built-in ControlNet, below)")
     found = present_neighbours()
     root = tmp_path_factory.mktemp("neighbours-full-size")
     models, stand_ins = slim.cached(), neighbour_models.cached()
@@ -66,6 +66,27 @@ def full_size(webui_installation, tmp_path_factory):
         # AnimateDiff reads motion modules from one folder (its setting; default: inside its own checkout)
         client.post("/sdapi/v1/options", {"animatediff_model_path": str(stand_ins.motion_module.parent)})
         yield server, client, set(found)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def forge_controlnet(webui_installation, tiny_webui_models, webui_env, tmp_path_factory):
+    """(server, client): Forge with its built-in ControlNet, the stand-in ControlNet and Forge's SD 1.5 checkpoint
+    (``LCM_E2E_FORGE_MODELS``: SD 1.5's UNet with the full CLIP-L and VAE Forge builds); no other extension."""
+    if not webui_installation.is_forge:
+        pytest.skip("Forge's built-in ControlNet: runs on Forge")
+    root = tmp_path_factory.mktemp("forge-controlnet")
+    data_dir = DataDir.create(root / "data", [tiny_webui_models["sd15_checkpoint"]], tiny_webui_models["loras"],
+                              {EXTENSION_NAME: REPO_ROOT, "lcm-test-probe": PROBE_EXTENSION})
+    controlnet_dir = data_dir.root / "models" / "ControlNet"
+    controlnet_dir.mkdir(parents=True, exist_ok=True)
+    (controlnet_dir / neighbour_models.CONTROLNET_FILE).symlink_to(neighbour_models.cached().controlnet)
+    server = WebUIServer(installation=webui_installation, data_dir=data_dir, extra_env=dict(webui_env))
+    try:
+        server.prepare(timeout=900)
+        server.start(timeout=600)
+        yield server, server.client()
     finally:
         server.stop()
 
@@ -92,8 +113,14 @@ def edge_source():
     return image
 
 
-def canny_unit(weight: float = 0.8) -> dict:
-    return {"enabled": True, "module": "canny", "model": CONTROLNET_MODEL, "image": png_b64(edge_source()),
+def controlnet_model(client) -> str:
+    """The stand-in's name as the ControlNet in use lists it (with or without a hash)."""
+    names = client.get("/controlnet/model_list")["model_list"]
+    return next(name for name in names if name.startswith(CONTROLNET_MODEL))
+
+
+def canny_unit(model: str = CONTROLNET_MODEL, weight: float = 0.8) -> dict:
+    return {"enabled": True, "module": "canny", "model": model, "image": png_b64(edge_source()),
             "weight": weight, "processor_res": 64, "threshold_a": 100, "threshold_b": 200,
             "resize_mode": "Crop and Resize", "control_mode": "Balanced", "pixel_perfect": False}
 
@@ -146,6 +173,26 @@ def test_controlnet_canny_img2img_with_lcm(full_size):
     assert "ControlNet Error" not in server.log_text()
 
 
+@pytest.mark.parametrize("cfg_scale, rows_per_step", [(1.5, 2), (1.0, 1)])
+def test_forge_builtin_controlnet_canny_with_lcm(forge_controlnet, cfg_scale, rows_per_step):
+    import numpy as np
+
+    server, client = forge_controlnet
+    scripts = {**lcm(cfg_scale), "ControlNet": {"args": [canny_unit(controlnet_model(client))]}}
+    result, unet, modules = counted(client, lambda: client.txt2img(**BASE, alwayson_scripts=scripts), ("ControlNet",))
+    without = client.txt2img(**BASE, alwayson_scripts=lcm(cfg_scale))
+    assert_lcm_infotext(result.infotext)
+    assert "Module: canny" in result.infotext and f"Model: {CONTROLNET_MODEL}" in result.infotext
+    # Forge runs cond and uncond rows in one UNet call where memory allows: count rows per step, and
+    # ControlNet once per UNet call on the same rows.
+    assert (unet["rows"], unet["timesteps"][::unet["calls"] // 4]) == (4 * rows_per_step, REFERENCE_TIMESTEPS)
+    assert modules["ControlNet"] == {"calls": unet["calls"], "rows": unet["rows"]}
+    image = np.asarray(result.image.convert("RGB"), dtype=np.float32)
+    assert np.isfinite(image).all() and image.std() > 0
+    assert not np.array_equal(image, np.asarray(without.image.convert("RGB"), dtype=np.float32))
+    assert "Traceback" not in server.log_text()
+
+
 def animatediff(model: str) -> dict:
     return {"AnimateDiff": {"args": [{"enable": True, "model": model, "video_length": FRAMES, "batch_size": FRAMES,
                                       "fps": 8, "closed_loop": "N", "format": ["GIF", "Frame"]}]}}
@@ -176,6 +223,8 @@ def test_animatediff_video_with_lcm_one_row_per_frame_per_step(full_size, model)
 def test_committed_released_layouts_are_the_checked_out_extensions_classes(webui_installation):
     """tests/fixtures/released_layouts/ (what the stand-ins and their unit tests follow) = the key sets and shapes
     of the extensions' own ControlNet and MotionWrapper classes in the checkouts under test."""
+    if webui_installation.is_forge:
+        pytest.skip("the extensions' classes import A1111's ldm modules")
     found = present_neighbours()
     need(found, "sd-webui-controlnet")
     need(found, "sd-webui-animatediff")
@@ -188,6 +237,10 @@ def test_committed_released_layouts_are_the_checked_out_extensions_classes(webui
     released = Path(__file__).parents[1] / "fixtures" / "released_layouts"
     for name, lines in json.loads(line.removeprefix("LAYOUTS ")).items():
         assert lines == (released / f"{name}.txt").read_text().splitlines(), name
+
+
+def test_no_error_or_traceback_from_our_extension_in_the_log_with_forges_controlnet(forge_controlnet):
+    assert our_errors(forge_controlnet[0]) == []
 
 
 def test_no_error_or_traceback_from_our_extension_in_the_log(full_size):
