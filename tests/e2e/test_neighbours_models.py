@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -129,8 +130,13 @@ def counted(client, generate, modules: tuple[str, ...]):
     """(result, UNet probe, {module class: counts}) of one generation."""
     client.post("/lcm-test/v1/unet/reset")
     client.post("/lcm-test/v1/modules", {"names": list(modules)})
+    started = time.perf_counter()
     result = generate()
-    return result, client.get("/lcm-test/v1/unet"), client.get("/lcm-test/v1/modules")
+    seconds = time.perf_counter() - started
+    unet, counts = client.get("/lcm-test/v1/unet"), client.get("/lcm-test/v1/modules")
+    # For the record (pytest -s or -rP), not asserted: what one generation cost on this machine.
+    print(f"neighbours: {seconds:.1f} s wall, UNet {unet['calls']} calls / {unet['rows']} rows, {counts}")
+    return result, unet, counts
 
 
 def lcm(cfg_scale: float) -> dict:
