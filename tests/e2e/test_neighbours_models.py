@@ -4,8 +4,8 @@ AnimateDiff video, in one real WebUI with the real sd-webui-controlnet and sd-we
 Part of tests/e2e/test_neighbours.py's suite (same ``LCM_NEIGHBOURS_DIR``; read its docstring for the pip caveat).
 The server loads the slim checkpoint (tests/fixtures/slim.py: SD 1.5's UNet exactly, random weights) with its
 rank-64 LCM-LoRA, and the full-size random stand-ins of tests/fixtures/neighbour_models.py: an SD 1.5 canny
-ControlNet and AnimateDiff v3 / AnimateLCM motion modules (both built and cached on first use, ~3.6 GB with the slim
-model). Counted by the probe extension: UNet calls, rows and timesteps, and the calls of ControlNet's `ControlNet`
+ControlNet and AnimateDiff v3 / AnimateLCM motion modules (both built and cached on first use, ~4.2 GB with the slim
+model). On Forge: its built-in ControlNet with the same stand-in, on Forge's SD 1.5 checkpoint (``LCM_E2E_FORGE_MODELS``). Counted by the probe extension: UNet calls, rows and timesteps, and the calls of ControlNet's `ControlNet`
 and AnimateDiff's `VanillaTemporalModule` modules.
 """
 from __future__ import annotations
