@@ -46,7 +46,9 @@ PARAMS = (
     Param("steps", "Steps", 4, int, infotext=None, minimum=1, maximum=16, step=1,
           info="2-8 is the useful range; 4 is the reference setting",
           setting="lcm_lora_steps", setting_label="Default LCM steps"),
-    Param("cfg_scale", "CFG", 1.0, float, infotext=None, minimum=1.0, maximum=2.5, step=0.1,
+    # Up to 4: the LCM-LoRA model card's inpainting example (inpainting checkpoint, 4 steps, guidance 4); the guard
+    # rail still warns above 2, where text-to-image over-saturates.
+    Param("cfg_scale", "CFG", 1.0, float, infotext=None, minimum=1.0, maximum=4.0, step=0.1,
           info="1 = fastest, negative prompt ignored",
           setting="lcm_lora_cfg_scale", setting_label="Default LCM CFG (1 = fastest, negative prompt ignored)"),
     Param("weight", "LoRA weight", 1.0, float, infotext="LCM-LoRA weight", minimum=0.0, maximum=2.0, step=0.05,

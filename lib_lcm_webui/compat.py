@@ -102,7 +102,8 @@ def uncond_pass_skipped(cfg_denoiser):
     step = cfg_denoiser.step
     cfg_denoiser.step = _OddStep(step)
     try:
-        yield math.inf
+        with _cond_rows_not_batched_with_uncond():
+            yield math.inf
     finally:
         if isinstance(cfg_denoiser.step, _OddStep):  # forward raised before its own `step += 1`
             cfg_denoiser.step = step
@@ -111,6 +112,30 @@ def uncond_pass_skipped(cfg_denoiser):
                 params.pop(key, None)
             else:
                 params[key] = value
+
+
+@contextlib.contextmanager
+def _cond_rows_not_batched_with_uncond():
+    """`batch_cond_uncond` off for the skipped call (1.6+ option; the same one UNet call on the cond rows).
+
+    With it on, a neighbour that replaces the UNet wrapper's forward and picks rows itself assumes the uncond rows
+    follow the cond rows: AnimateDiff's context windows take rows `i` and `i + frames`, past the end of a batch
+    without uncond rows (IndexError). Off, the host's other branch calls the UNet on the cond rows in chunks of the
+    batch size, which is all of them: one call, as before.
+    """
+    opts = shared.opts
+    if "batch_cond_uncond" not in getattr(opts, "data_labels", {}):
+        yield
+        return
+    saved = opts.data.get("batch_cond_uncond", _MISSING)
+    opts.data["batch_cond_uncond"] = False
+    try:
+        yield
+    finally:
+        if saved is _MISSING:
+            opts.data.pop("batch_cond_uncond", None)
+        else:
+            opts.data["batch_cond_uncond"] = saved
 
 
 def image_cond_trimmed_to_batch(kwargs: dict, rows: int) -> dict:

@@ -128,7 +128,7 @@ def test_controls_follow_the_parameter_table():
                 param.minimum, param.maximum, param.step)
     assert (by_key["steps"].kwargs["minimum"], by_key["steps"].kwargs["maximum"], by_key["steps"].value) == (1, 16, 4)
     assert "2-8" in by_key["steps"].kwargs["info"]
-    assert (by_key["cfg_scale"].kwargs["minimum"], by_key["cfg_scale"].kwargs["maximum"]) == (1.0, 2.5)
+    assert (by_key["cfg_scale"].kwargs["minimum"], by_key["cfg_scale"].kwargs["maximum"]) == (1.0, 4.0)
     assert by_key["cfg_scale"].kwargs["info"] == "1 = fastest, negative prompt ignored"
     assert by_key["gamma"].kwargs["visible"] is False, "gamma only shows for TCD"
 

@@ -71,6 +71,13 @@ def test_guard_rail_warnings_only_when_enabled_and_outside_the_useful_range():
     assert parse_script_args([False, 12, 2.5]).warnings == ()
 
 
+def test_cfg_reaches_the_model_cards_inpainting_guidance_4_with_the_guard_rail_warning():
+    settings = parse_script_args([{"enabled": True, "steps": 4, "cfg_scale": 4}])
+    assert settings.cfg_scale == 4.0 and settings.warnings == ("CFG 4 > 2 over-saturates LCM-LoRA images; use 1-2",)
+    with pytest.raises(SettingsError, match="'cfg_scale' = 4.1 is outside 1..4"):
+        parse_script_args([{"enabled": True, "cfg_scale": 4.1}])
+
+
 def test_settings_hold_exactly_the_tables_keys_and_defaults():
     from dataclasses import fields
 

@@ -171,6 +171,19 @@ def test_odd_step_only_changes_parity(host):
     assert type(step + 1) is int and step + 1 == 5
 
 
+@pytest.mark.parametrize("saved", [{}, {"batch_cond_uncond": True}])
+def test_skipped_uncond_pass_runs_unbatched_so_row_pickers_see_only_cond_rows(host, monkeypatch, saved):
+    """AnimateDiff's context windows index rows i and i + frames while batch_cond_uncond is on (sd-webui-animatediff
+    infv2v); during our skipped call it is off, and afterwards as it was (unset stays unset)."""
+    opts = host.compat.shared.opts
+    monkeypatch.setattr(opts, "data_labels", {"batch_cond_uncond": object()}, raising=False)
+    monkeypatch.setattr(opts, "data", dict(saved), raising=False)
+    denoiser = types.SimpleNamespace(p=FakeP(), step=0)
+    with host.compat.uncond_pass_skipped(denoiser):
+        assert opts.data["batch_cond_uncond"] is False
+    assert opts.data == saved
+
+
 @pytest.mark.parametrize("scale, weights, expected", [
     (1.0, [[(0, 1.0)]], True),
     (1.5, [[(0, 1.0)]], False),

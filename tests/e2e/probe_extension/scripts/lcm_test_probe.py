@@ -15,6 +15,8 @@ seconds between the script hooks that bracket each stage (bench/live_latency.py 
 UNet steps), "decode" (post_sample -> postprocess_batch: VAE decode), "finish" (postprocess_batch -> postprocess:
 post-processing and saving), "total" (before_process -> postprocess), and "wall": the wall-clock time
 (time.time()) of before_process and postprocess, to place them among a page's timestamps on the same machine.
+POST /lcm-test/v1/modules {"names": [class names]} starts counting the forward calls (and output rows) of every
+module of those classes, e.g. a neighbour extension's ControlNet or motion modules, and GET returns the counts.
 """
 import time
 
@@ -26,6 +28,8 @@ _MARKS = {}
 _STAGES = (("prompts", "before_process_batch", "process_batch"), ("sampling", "process_batch", "post_sample"),
            ("decode", "post_sample", "postprocess_batch"), ("finish", "postprocess_batch", "postprocess"),
            ("total", "before_process", "postprocess"))
+MODULE_COUNTS: dict = {}  # class name -> {"calls", "rows"}
+_GLOBAL_HOOK = []
 
 
 def _count(_module, args, kwargs):
@@ -35,6 +39,14 @@ def _count(_module, args, kwargs):
     COUNTS["rows"] += int(x.shape[0])
     if timesteps is not None:
         COUNTS["timesteps"].append(round(float(timesteps.flatten()[0]), 3))
+
+
+def _count_module(module, _args, output):
+    counts = MODULE_COUNTS.get(type(module).__name__)
+    if counts is not None:
+        first = output[0] if isinstance(output, (list, tuple)) else output
+        counts["calls"] += 1
+        counts["rows"] += int(first.shape[0]) if hasattr(first, "shape") else 0
 
 
 def _install_hook():
@@ -133,6 +145,22 @@ def _routes(_demo, app):
 
     app.add_api_route("/lcm-test/v1/timings", timings, methods=["GET"])
     app.add_api_route("/lcm-test/v1/timings/reset", reset_timings, methods=["POST"])
+    def modules_read():
+        return MODULE_COUNTS
+
+    def modules_count(body: dict):
+        import torch
+
+        # A global hook: the neighbours build their models at generation time, out of this probe's reach. Only
+        # while a test asks for it (one call per module forward).
+        if not _GLOBAL_HOOK:
+            _GLOBAL_HOOK.append(torch.nn.modules.module.register_module_forward_hook(_count_module))
+        MODULE_COUNTS.clear()
+        MODULE_COUNTS.update({name: {"calls": 0, "rows": 0} for name in body.get("names", [])})
+        return MODULE_COUNTS
+
+    app.add_api_route("/lcm-test/v1/modules", modules_read, methods=["GET"])
+    app.add_api_route("/lcm-test/v1/modules", modules_count, methods=["POST"])
     app.add_api_route("/lcm-test/v1/lora", lora, methods=["GET"])
     app.add_api_route("/lcm-test/v1/panel-status", panel_status, methods=["GET"])
     app.add_api_route("/lcm-test/v1/unet", read, methods=["GET"])
