@@ -1,13 +1,14 @@
 """LCM-LoRA Live, measured in a real browser: edit-to-image latency and what one image's time is made of.
 
 One WebUI with its page (this extension, the UNet/timing probe, a TAESD decoder stand-in), headless Chromium
-driven by tests/e2e/browser/live.mjs. Per repeat, interleaved, the same edit (one more letter in the prompt, seed
-fixed) is turned into an image three ways:
+driven by tests/e2e/browser/live.mjs. Per repeat, interleaved, two kinds of edit, "word" (one more word typed into
+the prompt at 8 characters a second) and "seed" (a new seed typed into the seed box), are each turned into an image
+three ways:
 - click: Live off, the edit, then a click on Generate (the host's usual path: saved to outputs/);
 - live_taesd: Live on with Fast decode (the image follows the keystroke; not saved, TAESD decode);
 - live_full: Live on, Fast decode off (the full VAE).
-Latency runs from the keystroke's input event (click: from the click) to the new image loaded and painted in the
-gallery. The probe splits the server's part by the script hooks around each stage (prompts = text encoding,
+Latency runs from the last keystroke's input event (click: from the click) to the new image of that prompt loaded
+and painted in the gallery. The probe splits the server's part by the script hooks around each stage (prompts = text encoding,
 sampling = the UNet steps, decode, finish = post-processing and saving); "page" is the rest of the latency:
 request, queue, response, image transfer and paint. Then the typing run: 40 characters at 8 per second with Live
 on, how many images were made.
@@ -54,7 +55,12 @@ def run_live_mjs(bench, out: Path, scenarios, **options) -> dict:
 
 
 def summarise(rows) -> dict:
-    """{mode: {"latency": median ms, stage: median ms, "page": median (latency - server total)}}."""
+    """{edit: {mode: {"latency": median ms, stage: median ms, "page": median (latency - server total)}}}."""
+    return {edit: summarise_edit([row for row in rows if row["edit"] == edit])
+            for edit in sorted({row["edit"] for row in rows}, reverse=True)}
+
+
+def summarise_edit(rows) -> dict:
     out = {}
     for mode in MODES:
         mine = [row for row in rows if row["mode"] == mode and row["server"]]
@@ -100,16 +106,17 @@ def main():
 def print_table(results):
     m = results["machine"]
     print(f"\nLive latency, {results['model']} model, WebUI {m['webui']}, {m['cpu']} ({m['cores']} cores), {m['date']}")
-    print(f"{'size':>5} {'mode':<11} {'latency':>8} {'prompts':>8} {'sampling':>9} {'decode':>7} {'finish':>7} "
-          f"{'page':>6}   (median ms)")
-    for size, modes in results["sizes"].items():
-        for mode, f in modes.items():
-            print(f"{size:>5} {mode:<11} {f['latency']:8.0f} {f.get('prompts', 0):8.0f} {f.get('sampling', 0):9.0f} "
-                  f"{f.get('decode', 0):7.0f} {f.get('finish', 0):7.0f} {f['page']:6.0f}")
-        if {"click", "live_taesd"} <= set(modes):
-            live, click = modes["live_taesd"], modes["click"]
-            print(f"{size:>5} live_taesd / click = {live['latency'] / click['latency']:.2f}   "
-                  f"live_taesd / its bare sampling+decode = {live['latency'] / live['bare']:.2f}")
+    print(f"{'size':>5} {'edit':<5} {'mode':<11} {'latency':>8} {'prompts':>8} {'sampling':>9} {'decode':>7} "
+          f"{'finish':>7} {'page':>6}   (median ms)")
+    for size, edits in results["sizes"].items():
+        for edit, modes in edits.items():
+            for mode, f in modes.items():
+                print(f"{size:>5} {edit:<5} {mode:<11} {f['latency']:8.0f} {f.get('prompts', 0):8.0f} "
+                      f"{f.get('sampling', 0):9.0f} {f.get('decode', 0):7.0f} {f.get('finish', 0):7.0f} {f['page']:6.0f}")
+            if {"click", "live_taesd"} <= set(modes):
+                live, click = modes["live_taesd"], modes["click"]
+                print(f"{size:>5} {edit:<5} live_taesd / click = {live['latency'] / click['latency']:.2f}   "
+                      f"live_taesd / its bare sampling+decode = {live['latency'] / live['bare']:.2f}")
     t = results["typing"]
     print(f"typing: {t['keystrokes']} keystrokes at 8/s -> {t['generations']} live images; "
           f"last image = last prompt: {t['final_prompt_matches']}")

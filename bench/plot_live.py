@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-MODES = {"click": "click Generate", "live_taesd": "Live, fast decode", "live_full": "Live, full VAE"}
+MODES = {"click": "click", "live_taesd": "Live TAESD", "live_full": "Live full VAE"}
 # Stacked parts of one bar: the server's stages (probe timings), then everything else the user waits for.
 PARTS = (("prompts", "text encoding"), ("sampling", "UNet steps"), ("decode", "VAE decode"),
          ("finish", "post-processing, saving"), ("page", "request, queue, page"))
@@ -21,11 +21,13 @@ def bars(results):
     """[(label, {part: ms})] for every model, size and mode in `results`."""
     out = []
     for result in results:
-        for size, modes in result["sizes"].items():
-            for mode, label in MODES.items():
-                figures = modes.get(mode)
-                if figures:
-                    out.append((f"{result['model']} {size}²\n{label}", {key: figures.get(key, 0.0) for key, _ in PARTS}))
+        for size, edits in result["sizes"].items():
+            for edit, modes in edits.items():
+                for mode, label in MODES.items():
+                    figures = modes.get(mode)
+                    if figures:
+                        out.append((f"{result['model']} {size}², {edit}\n{label}",
+                                    {key: figures.get(key, 0.0) for key, _ in PARTS}))
     return out
 
 

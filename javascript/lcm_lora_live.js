@@ -5,9 +5,10 @@
 //
 // - Latest wins: while a generation runs, edits only mark the tab dirty; when it ends, one new generation starts
 //   if anything changed. Never more than one waits; the states in between are dropped.
-// - Adaptive wait (Krita AI Diffusion's Live rule): when the last image took at most `slowMs`, start at once;
-//   when it took longer, wait for a pause of `pauseMs` in the edits, but never more than `maxWaitMs` after the
-//   first edit still waiting.
+// - Adaptive wait (Krita AI Diffusion's Live rule, for typing): when the last image took at most `slowMs`, start
+//   at once; when it took longer and the edit was typed text (prompt, negative prompt), wait for a pause of
+//   `pauseMs` in the edits, but never more than `maxWaitMs` after the first edit still waiting. Other edits (a
+//   slider, the seed, an image) come one at a time: they start at once.
 // - One seed: Live draws a seed when it is switched on; a live request carries it, and the server uses it where
 //   the seed is -1 (random), so the image changes only because the user changed something.
 //
@@ -22,23 +23,26 @@ var lcmLoraLive = (function() {
     var RULES = Object.freeze({slowMs: 1500, pauseMs: 250, maxWaitMs: 3000});
     var NO_CHANGE = Object.freeze({__type__: "update"});
     var SEED_RANGE = 4294967296;
+    var TYPED = Object.freeze(["prompt", "negative"]);
 
     function newState() {
-        return {on: false, running: false, dirty: false, seed: -1, seen: {}, firstEditAt: null, lastEditAt: null,
+        return {on: false, running: false, dirty: false, typing: false, seed: -1, seen: {}, firstEditAt: null,
+            lastEditAt: null,
             startedAt: null, lastDurationMs: null, generations: 0, completed: 0};
     }
 
     // Milliseconds until a waiting edit may start a generation (0: now).
     function wait(state, now, rules) {
-        if (state.lastDurationMs === null || state.lastDurationMs <= rules.slowMs) return 0;
+        if (!state.typing || state.lastDurationMs === null || state.lastDurationMs <= rules.slowMs) return 0;
         var pause = state.lastEditAt + rules.pauseMs - now;
         var cap = state.firstEditAt + rules.maxWaitMs - now;
         return Math.max(0, Math.min(pause, cap));
     }
 
-    function markDirty(state, now) {
+    function markDirty(state, now, typing) {
         if (!state.dirty) state.firstEditAt = now;
         state.dirty = true;
+        state.typing = Boolean(typing);
         state.lastEditAt = now;
     }
 
@@ -67,7 +71,7 @@ var lcmLoraLive = (function() {
             if (event.name in state.seen && state.seen[event.name] === event.value) return todo;
             state.seen[event.name] = event.value;
             if (!state.on) return todo;
-            markDirty(state, event.now);
+            markDirty(state, event.now, TYPED.indexOf(event.name) >= 0);
         } else if (event.type === "finished") {
             if (!state.running) return todo;
             state.running = false;

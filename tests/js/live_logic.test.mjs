@@ -58,6 +58,15 @@ test("fast generations start at once; slow ones wait for a pause in typing, but 
     assert.equal(todo.start, true, "never later than maxWaitMs after the first edit");
 });
 
+test("after a slow generation, an edit that is not typing (a slider, the seed, an image) starts at once", () => {
+    const state = started(live.newState());
+    live.react(state, {type: "finished", now: 4000});
+    live.react(state, {type: "edit", now: 5000, name: "prompt", value: "y"});
+    assert.equal(live.react(state, {type: "edit", now: 5010, name: "seed", value: 3}).start, true);
+    live.react(state, {type: "finished", now: 9000});
+    assert.equal(live.react(state, {type: "edit", now: 9100, name: "denoising", value: 0.5}).start, true);
+});
+
 test("a slow generation's edit starts once typing pauses", () => {
     const state = started(live.newState());
     live.react(state, {type: "finished", now: 4000});

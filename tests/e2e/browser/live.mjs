@@ -179,19 +179,25 @@ const scenarios = {
         await installLatencyProbe(page, tab);
         const rows = [];
         let letter = 0;
-        const edit = () => String.fromCharCode(97 + (letter++ % 26));
+        let seed = 1234;
+        // A typed edit: one word at 8 characters a second (the adaptive wait is for typing); a set edit: the seed.
+        const word = () => " " + Array.from({length: 4}, () => String.fromCharCode(97 + (letter++ % 26))).join("");
         for (let r = 0; r < repeats; r++) {
-            for (const mode of ["click", "live_taesd", "live_full"]) {
-                await prepareMode(page, tab, mode);
-                await api(page, "post", "/lcm-test/v1/timings/reset");
-                const measured = page.evaluate(([tab, trigger]) => window.__lcmLatency(tab, trigger),
-                    [tab, mode === "click" ? "click" : "input"]);
-                await typeAtEnd(page, tab, edit());
-                if (mode === "click") await page.click(`#${tab}_generate`);
-                const ms = await measured;
-                if (mode !== "click") await liveSettled(page, tab);
-                const timings = await api(page, "get", "/lcm-test/v1/timings");
-                rows.push({mode, ms, server: timings[timings.length - 1] ?? null, info: await infotext(page, tab)});
+            for (const edit of ["word", "seed"]) {
+                for (const mode of ["click", "live_taesd", "live_full"]) {
+                    await prepareMode(page, tab, mode);
+                    await api(page, "post", "/lcm-test/v1/timings/reset");
+                    const trigger = mode === "click" ? "click" : "input";
+                    const measured = page.evaluate(([tab, trigger, field]) => window.__lcmLatency(tab, trigger, field),
+                        [tab, trigger, edit === "word" ? "prompt" : "seed"]);
+                    if (edit === "word") await typeAtEnd(page, tab, word());
+                    else await setNumber(page, `${tab}_seed`, ++seed);
+                    if (mode === "click") await page.click(`#${tab}_generate`);
+                    const ms = await measured;
+                    if (mode !== "click") await liveSettled(page, tab);
+                    const timings = await api(page, "get", "/lcm-test/v1/timings");
+                    rows.push({mode, edit, ms, server: timings[timings.length - 1] ?? null});
+                }
             }
         }
         return {rows, size};
@@ -211,23 +217,31 @@ async function prepareMode(page, tab, mode) {
     await page.waitForFunction((tab) => !lcmLoraLive.stats(tab)?.running, tab, {timeout: GENERATE_TIMEOUT});
 }
 
-// window.__lcmLatency(tab, trigger): ms from the trigger (the prompt's next input event, or a click on Generate)
-// to a new image in the gallery, loaded and decoded (painted in the next frame).
+// window.__lcmLatency(tab, trigger, field): ms from the trigger (the last input event of the edited field, "prompt" or
+// "seed", before the image, or a click on Generate) to a new image in the gallery, loaded and decoded (painted in the next frame), whose infotext
+// is for the prompt in the box (an image of an earlier state does not count).
 function installLatencyProbe(page) {
     return page.evaluate(() => {
-        window.__lcmLatency = (tab, trigger) => new Promise((resolve) => {
-            const sources = () => Array.from(document.querySelectorAll(`#${tab}_gallery img`)).map((img) => img.src);
-            const before = new Set(sources());
-            const target = trigger === "click" ? document.querySelector(`#${tab}_generate`)
-                : document.querySelector(`#${tab}_prompt textarea`);
+        window.__lcmLatency = (tab, trigger, field) => new Promise((resolve) => {
+            const images = () => Array.from(document.querySelectorAll(`#${tab}_gallery img`));
+            const before = new Set(images().map((img) => img.src));
+            const box = document.querySelector(`#${tab}_prompt textarea`);
+            const edited = field === "prompt" ? box : document.querySelector(`#${tab}_${field} input`);
+            const target = trigger === "click" ? document.querySelector(`#${tab}_generate`) : edited;
             let started = null;
-            target.addEventListener(trigger, () => {
+            const mark = () => {
                 started = performance.now();
-            }, {capture: true, once: true});
+            };
+            target.addEventListener(trigger, mark, {capture: true});
+            const current = () => {
+                const info = (document.querySelector(`.prose#html_info_${tab}`) ??
+                    document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
+                return info.split("\n")[0].trim() === box.value.trim();
+            };
             const poll = () => {
-                const fresh = Array.from(document.querySelectorAll(`#${tab}_gallery img`))
-                    .find((img) => !before.has(img.src) && img.complete && img.naturalWidth > 0);
-                if (started !== null && fresh) {
+                const fresh = images().find((img) => !before.has(img.src) && img.complete && img.naturalWidth > 0);
+                if (started !== null && fresh && current()) {
+                    target.removeEventListener(trigger, mark, {capture: true});
                     fresh.decode().then(() => requestAnimationFrame(() => resolve(performance.now() - started)));
                 } else {
                     requestAnimationFrame(poll);
