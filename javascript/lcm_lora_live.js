@@ -20,7 +20,10 @@
 var lcmLoraLive = (function() {
     "use strict";
 
-    var RULES = Object.freeze({slowMs: 1500, pauseMs: 250, maxWaitMs: 3000});
+    // Krita starts at once below 1.5 s (a GPU's sub-second images). An image started on a word's first key makes the
+    // word's own image wait for it (up to one image later, seen in bench/live_latency.py at 64x64 on a CPU, where an
+    // image takes about 1.2 s in the page), while the pause costs 0.25 s: the pause applies from 0.5 s.
+    var RULES = Object.freeze({slowMs: 500, pauseMs: 250, maxWaitMs: 3000});
     var NO_CHANGE = Object.freeze({__type__: "update"});
     var SEED_RANGE = 4294967296;
     var TYPED = Object.freeze(["prompt", "negative"]);
