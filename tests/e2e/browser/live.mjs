@@ -204,14 +204,28 @@ const scenarios = {
     },
 };
 
-// Live on with fast decode on or off, or Live off (and settled, so the next edit is the only change in flight).
+// Live on with fast decode on or off, or Live off, and settled: the image of every change made here is done (a
+// change starts its image a moment later, so wait for that start before waiting for the end), and the next edit
+// is the only change in flight.
 async function prepareMode(page, tab, mode) {
     const fast = page.locator(`#lcm_lora_${tab}_fast_decode input`);
+    const started = (await liveStats(page, tab))?.generations ?? 0;
+    let changed = false;
     if (mode === "click") {
         await setLive(page, tab, false);
     } else {
-        if ((await fast.isChecked()) !== (mode === "live_taesd")) await fast.click();
-        await setLive(page, tab, true);
+        if ((await fast.isChecked()) !== (mode === "live_taesd")) {
+            await fast.click();
+            changed = (await liveStats(page, tab))?.on ?? false;
+        }
+        if (!(await page.locator(`#lcm_lora_${tab}_live_switch input`).isChecked())) {
+            await setLive(page, tab, true);
+            changed = true;
+        }
+    }
+    if (changed) {
+        await page.waitForFunction(([tab, started]) => lcmLoraLive.stats(tab).generations > started, [tab, started],
+            {timeout: GENERATE_TIMEOUT});
         await liveSettled(page, tab);
     }
     await page.waitForFunction((tab) => !lcmLoraLive.stats(tab)?.running, tab, {timeout: GENERATE_TIMEOUT});
