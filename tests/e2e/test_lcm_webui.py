@@ -19,6 +19,13 @@ BASE = {"prompt": "a photo of a cat", "negative_prompt": "blurry", "width": 64, 
         "steps": 20, "cfg_scale": 7.0, "sampler_name": "Euler a"}
 SKIP_PREVIEWS = {"override_settings": {"live_previews_enable": False}}
 HOST_LCM_SINCE = (1, 8, 0)  # the release that added the built-in "LCM" sampler
+# The X/Y/Z plot's other run() arguments by name (passed in the host's own order): no Y/Z axis, a legend, every
+# cell's image returned; reForge's three extra ones at their UI defaults.
+XYZ_ARGS = {"x_values_dropdown": [], "y_type": 0, "y_values": "", "y_values_dropdown": [], "z_type": 0,
+            "z_values": "", "z_values_dropdown": [], "draw_legend": True, "include_lone_images": True,
+            "include_sub_grids": False, "no_fixed_seeds": False, "vary_seeds_x": False, "vary_seeds_y": False,
+            "vary_seeds_z": False, "margin_size": 0, "csv_mode": False,
+            "draw_individual_labels": False, "skip_grid": False, "items_per_grid": 0}
 
 
 def lcm(**settings):
@@ -172,8 +179,8 @@ def test_xyz_axis_lcm_steps_turns_lcm_on_per_cell(webui):
     axes = webui.get("/lcm-test/v1/xyz-axes")
     for label in ("LCM-LoRA weight", "LCM-LoRA steps", "LCM-LoRA mode", "LCM-LoRA TCD gamma"):
         assert axes.count(label) == 1
-    x_type = axes.index("LCM-LoRA steps")
-    script_args = [x_type, "2, 4", [], 0, "", [], 0, "", [], True, True, False, False, 0, 0, 0, 0, False]
+    values = {"x_type": axes.index("LCM-LoRA steps"), "x_values": "2, 4", **XYZ_ARGS}
+    script_args = [values[name] for name in webui.get("/lcm-test/v1/xyz-run-params")]
     result, probe = generate(webui, script_name="x/y/z plot", script_args=script_args)
     assert probe["timesteps"] == [999, 499, 999, 759, 499, 259]
     assert sum("Sampler: LCM-LoRA," in text for text in result.infotexts) >= 2
