@@ -14,6 +14,9 @@ the UNet through `backend.sampling.sampling_function` instead of the k-diffusion
 uncond pass at CFG 1); samplers bracket sampling with its `sampling_prepare`/`sampling_cleanup`, which load the
 UNet and apply the LoRA patches; the hires pass has its own CFG scale, `p.hr_cfg` (default 1); the checkpoint is
 loaded at the first generation, so until then `shared.sd_model` is a placeholder (`describable_model`).
+The Forges built on `ldm_patched` (Panchovix's reForge, Haoming02's Forge Classic) do the same through
+`modules_forge.forge_sampler` (same `sampling_prepare`/`sampling_cleanup`, same UNet patcher with post-CFG
+functions, same CFG-1 skip in `ldm_patched.modules.samplers.sampling_function`); reForge also has `p.hr_cfg`.
 """
 from __future__ import annotations
 
@@ -49,18 +52,29 @@ _NGMS_KEYS = ("NGMS", "NGMS all steps")
 _MISSING = object()
 
 
+# Where a Forge keeps `sampling_prepare`/`sampling_cleanup`: Forge 2.x, then the `ldm_patched` Forges (reForge,
+# Forge Classic; Forge 2.x has no `modules_forge.forge_sampler`).
+_FORGE_SAMPLING_MODULES = ("backend.sampling.sampling_function", "modules_forge.forge_sampler")
+
+
 def forge_sampling():
-    """Forge's `backend.sampling.sampling_function` module when the host is Forge, else None (A1111).
+    """The host's Forge sampling module (one with `sampling_prepare` and `sampling_cleanup`), else None (A1111).
 
     `modules_forge` first: on A1111 that import fails at once, and a `backend` package another extension might
     put on sys.path is never imported.
     """
     try:
         importlib.import_module("modules_forge.forge_version")
-        from backend.sampling import sampling_function
     except ImportError:
         return None
-    return sampling_function
+    for name in _FORGE_SAMPLING_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "sampling_prepare") and hasattr(module, "sampling_cleanup"):
+            return module
+    return None
 
 
 def cfg_denoiser_base(forge):
@@ -214,9 +228,13 @@ _UPSAMPLER_KEY = re.compile(r"lora_unet_up_blocks_(\d+)_upsamplers_0_conv$")
 
 
 def lora_loader():
-    """The built-in Lora extension's `networks` module where it names modules the A1111 way, else None (Forge)."""
+    """The built-in Lora extension's `networks` module where it loads modules the A1111 way, else None (Forge).
+
+    `module_types` too: reForge keeps A1111's `convert_diffusers_name_to_compvis` as a no-op stub while it loads
+    LoRAs through `ldm_patched` and leaves every network's `modules` empty (that would read as 0 applied)."""
     networks = sys.modules.get("networks")
-    return networks if hasattr(networks, "convert_diffusers_name_to_compvis") else None
+    a1111_way = hasattr(networks, "convert_diffusers_name_to_compvis") and hasattr(networks, "module_types")
+    return networks if a1111_way else None
 
 
 def _upsampler_layer(layers, up_block: int) -> str | None:

@@ -22,11 +22,16 @@ def _setter(key):
     return apply
 
 
-def find_xyz_module():
+def _xyz_script_data():
     for data in scripts.scripts_data:
         if data.script_class.__module__ in ("xyz_grid.py", "scripts.xyz_grid") or data.path.endswith("xyz_grid.py"):
-            return data.module
+            return data
     return None
+
+
+def find_xyz_module():
+    data = _xyz_script_data()
+    return data.module if data is not None else None
 
 
 def _axis_option(xyz, key, label):
@@ -42,13 +47,14 @@ def register_axes():
     API-only starts build the X/Y/Z script's axis list (its ui()) before on_before_ui, so the script
     instances that already exist get the new axes appended too (at the end: existing indices stay valid).
     """
-    xyz = find_xyz_module()
-    if xyz is None:
+    data = _xyz_script_data()
+    if data is None:
         return False
+    xyz = data.module
     present = {axis.label for axis in xyz.axis_options}
     xyz.axis_options.extend(_axis_option(xyz, key, label) for key, label in AXES if label not in present)
     ours = [axis for axis in xyz.axis_options if axis.label in AXIS_LABELS]
-    for instance in _xyz_script_instances(xyz):
+    for instance in _xyz_script_instances(data.script_class):
         current = getattr(instance, "current_axis_options", None)
         if current is not None:
             labels = {axis.label for axis in current}
@@ -56,8 +62,10 @@ def register_axes():
     return True
 
 
-def _xyz_script_instances(xyz):
+def _xyz_script_instances(script_class):
+    """The X/Y/Z script's instances, by the class the host registered (A1111 and Forge name it `Script`, Forge
+    Classic's built-in xyz extension `XYZ`)."""
     for runner in (getattr(scripts, "scripts_txt2img", None), getattr(scripts, "scripts_img2img", None)):
         for script in getattr(runner, "scripts", None) or ():
-            if isinstance(script, xyz.Script):
+            if isinstance(script, script_class):
                 yield script

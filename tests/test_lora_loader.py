@@ -31,6 +31,7 @@ SDXL_LAYERS = {"diffusion_model_output_blocks_2_2_conv": "sdxl-up0", "diffusion_
 def host():
     networks = types.ModuleType("networks")
     networks.convert_diffusers_name_to_compvis = a1111_convert
+    networks.module_types = [object()]  # A1111's loader builds each network's modules with these
     networks.loaded_networks = []
     with fake_webui() as fake:
         sys.modules["networks"] = networks
@@ -72,6 +73,23 @@ def test_the_patch_is_undone_and_never_stacked(host):
 def test_a_host_without_a1111s_loader_is_left_alone(host):
     del host.networks.convert_diffusers_name_to_compvis  # Forge names modules from the model's own config
     assert host.compat.map_lora_upsamplers() is False
+
+
+def reforge_stub(key, is_sd2):
+    """reForge's `networks.convert_diffusers_name_to_compvis`: kept by name, does nothing."""
+
+
+def test_reforges_stubs_of_the_a1111_loader_are_left_alone_and_no_module_count_is_read(host, tmp_path):
+    # reForge loads LoRAs through ldm_patched: no `module_types`, a no-op name converter, `modules` always empty
+    host.networks.convert_diffusers_name_to_compvis = reforge_stub
+    del host.networks.module_types
+    assert host.compat.map_lora_upsamplers() is False
+    assert host.networks.convert_diffusers_name_to_compvis is reforge_stub
+    path = lora_file(tmp_path, ["lora_unet_a", KEY])
+    loaded(host, path, [])
+    p = FakeP()
+    host.processing.check_lora_modules(p)
+    assert INFOTEXT_WARNING not in p.extra_generation_params
 
 
 def lora_file(tmp_path, modules):

@@ -8,6 +8,8 @@ it touches, on top of tests/fake_webui.py. Written from Forge dfdcbab6:
   is the sd_model; the sd_model has no `alphas_cumprod` / `apply_model`;
 - samplers bracket sampling with `sampling_prepare(unet, x)` / `sampling_cleanup(unet)` (they load the UNet and
   apply the LoRA patches: a UNet call on a patcher that was not prepared would run without the LoRA).
+The Forges built on `ldm_patched` (reForge, Forge Classic) keep `sampling_prepare`/`sampling_cleanup` in
+`modules_forge.forge_sampler` and have no `backend` package; every test here runs on both layouts.
 The real Forge runs these paths in tests/e2e (host switch: LCM_E2E_FORGE_MODELS in tests/e2e/conftest.py).
 """
 from __future__ import annotations
@@ -92,8 +94,12 @@ class ForgeScheduleLinker(torch.nn.Module):
         return self.predictor.sigmas
 
 
-def make_sampling_function_module(events):
-    module = types.ModuleType("backend.sampling.sampling_function")
+FORGE2 = "backend.sampling.sampling_function"  # Forge 2.x
+LDM_PATCHED = "modules_forge.forge_sampler"  # reForge, Forge Classic
+
+
+def make_sampling_function_module(events, name=FORGE2):
+    module = types.ModuleType(name)
 
     def sampling_prepare(unet, x):
         events.append(("prepare", unet))
@@ -167,11 +173,12 @@ def make_cfg_denoiser(sampling_function_module):
 
 
 @contextmanager
-def fake_forge():
-    """The A1111 fake with Forge's modules and CFG denoiser in place, everything restored afterwards."""
+def fake_forge(layout=FORGE2):
+    """The A1111 fake with Forge's modules and CFG denoiser in place, everything restored afterwards;
+    `layout`: where the sampling module lives (FORGE2 or LDM_PATCHED)."""
     events = []
     with fake_webui(sd_model=ForgeSdModel()) as host:
-        sampling_function = make_sampling_function_module(events)
+        sampling_function = make_sampling_function_module(events, layout)
         cfg_denoiser, cfg_denoiser_kdiffusion = make_cfg_denoiser(sampling_function)
         sys.modules["modules.sd_samplers_cfg_denoiser"].CFGDenoiser = cfg_denoiser
         sys.modules["modules.sd_samplers_kdiffusion"].CFGDenoiserKDiffusion = cfg_denoiser_kdiffusion
@@ -185,22 +192,25 @@ def fake_forge():
         forge_version = types.ModuleType("modules_forge.forge_version")
         forge_version.version = "2.0.1v1.10.1"
         modules_forge.forge_version = forge_version
-        installed = {"backend": backend, "backend.sampling": backend_sampling,
-                     "backend.sampling.sampling_function": sampling_function,
-                     "modules_forge": modules_forge, "modules_forge.forge_version": forge_version}
+        installed = {"modules_forge": modules_forge, "modules_forge.forge_version": forge_version}
+        if layout == FORGE2:
+            installed.update({"backend": backend, "backend.sampling": backend_sampling, FORGE2: sampling_function})
+        else:
+            modules_forge.forge_sampler = installed[LDM_PATCHED] = sampling_function
         with installed_modules(installed):
             from lib_lcm_webui import compat, processing, samplers
 
             samplers.register_samplers()
             host.compat, host.processing, host.samplers = compat, processing, samplers
             host.events = events
+            host.sampling_module = sampling_function
             host.unet = host.sd_model.forge_objects.unet
             yield host
 
 
-@pytest.fixture
-def forge():
-    with fake_forge() as host:
+@pytest.fixture(params=[FORGE2, LDM_PATCHED])
+def forge(request):
+    with fake_forge(request.param) as host:
         yield host
 
 
@@ -234,7 +244,7 @@ def unet_calls(host):
 
 
 def test_forge_is_detected_only_with_its_modules(forge):
-    assert forge.compat.forge_sampling() is sys.modules["backend.sampling.sampling_function"]
+    assert forge.compat.forge_sampling() is sys.modules[forge.sampling_module.__name__]
     assert forge.samplers.FORGE is forge.compat.forge_sampling()
 
 

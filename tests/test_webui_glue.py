@@ -272,3 +272,32 @@ def test_a_custom_registry_stem_tags_the_prompt_and_resolves_the_alias(host, tmp
     host.processing.before_process(p, [])
     host.processing.process(p, model)
     assert p.all_prompts == ["a cat <lora:my-lcm-sd15:0.5>"]
+
+
+@pytest.mark.parametrize("class_name", ["Script", "XYZ"])  # A1111 and Forge / Forge Classic's built-in xyz extension
+def test_xyz_axes_reach_the_script_instances_that_exist_already(host, class_name):
+    """API-only starts build the X/Y/Z script's axis list before our axes are registered: they are appended."""
+    from modules import scripts
+
+    from lib_lcm_webui import xyz
+
+    class AxisOption:
+        def __init__(self, label, kind, apply, choices=None):
+            self.label, self.choices = label, choices
+
+    script_class = type(class_name, (), {})
+    module = types.SimpleNamespace(AxisOption=AxisOption, axis_options=[AxisOption("Seed", int, None)])
+    instance = script_class()
+    instance.current_axis_options = list(module.axis_options)
+    scripts.scripts_data[:] = [types.SimpleNamespace(
+        script_class=script_class, path="/webui/extensions-builtin/xyz/scripts/xyz_grid.py", module=module)]
+    scripts.scripts_txt2img = types.SimpleNamespace(scripts=[instance])
+    try:
+        assert xyz.register_axes() is True
+        assert xyz.register_axes() is True  # Reload UI: no axis twice
+        labels = [axis.label for axis in instance.current_axis_options]
+        assert labels == ["Seed", *xyz.AXIS_LABELS]
+        assert [axis.label for axis in module.axis_options] == labels
+    finally:
+        scripts.scripts_data[:] = []
+        del scripts.scripts_txt2img

@@ -22,6 +22,16 @@ def main() -> int:
     # Before anything imports gradio: on Forge, gradio imports Forge's spaces.py, which parses the flags
     # (backend.args) before modules.paths_internal has appended COMMANDLINE_ARGS to sys.argv.
     import modules.paths_internal  # noqa: F401
+
+    # The ldm_patched Forges (reForge, Forge Classic) parse their backend flags (--always-cpu) only in
+    # initialize_forge(), which their webui.py runs first: before it `modules.shared` asks torch for CUDA.
+    try:
+        from ldm_patched.modules import args_parser  # noqa: F401
+        from modules_forge.initialization import initialize_forge
+    except ImportError:
+        initialize_forge = None
+    if initialize_forge is not None:
+        initialize_forge()
     from modules import shared_init
 
     shared_init.initialize()

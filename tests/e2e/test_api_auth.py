@@ -115,7 +115,8 @@ def test_only_registry_variants_are_downloaded(protected):
 @pytest.fixture(scope="module")
 def ui_only(webui_factory, webui_extensions, webui_installation):
     if webui_installation.is_forge:
-        pytest.skip("the gradio 4 login flow of Forge's UI is not driven here; Forge's API tier runs the routes")
+        pytest.skip("the login flow of a Forge UI-only server is not driven here (Forge: gradio 4; reForge and Forge "
+                    "Classic: not tried); the API tier runs the routes")
     server = webui_factory(ui=True, api=False, extensions=webui_extensions,
                            args=("--gradio-auth", f"{USER}:{SECRET}"))
     return server

@@ -19,6 +19,13 @@ BASE = {"prompt": "a photo of a cat", "negative_prompt": "blurry", "width": 64, 
         "steps": 20, "cfg_scale": 7.0, "sampler_name": "Euler a"}
 SKIP_PREVIEWS = {"override_settings": {"live_previews_enable": False}}
 HOST_LCM_SINCE = (1, 8, 0)  # the release that added the built-in "LCM" sampler
+# The X/Y/Z plot's other run() arguments by name (passed in the host's own order): no Y/Z axis, a legend, every
+# cell's image returned; reForge's three extra ones at their UI defaults.
+XYZ_ARGS = {"x_values_dropdown": [], "y_type": 0, "y_values": "", "y_values_dropdown": [], "z_type": 0,
+            "z_values": "", "z_values_dropdown": [], "draw_legend": True, "include_lone_images": True,
+            "include_sub_grids": False, "no_fixed_seeds": False, "vary_seeds_x": False, "vary_seeds_y": False,
+            "vary_seeds_z": False, "margin_size": 0, "csv_mode": False,
+            "draw_individual_labels": False, "skip_grid": False, "items_per_grid": 0}
 
 
 def lcm(**settings):
@@ -63,8 +70,13 @@ def test_enabled_txt2img_sets_sampler_steps_cfg_and_tags_the_prompt_once(webui):
 def test_cfg1_makes_one_unet_row_per_step_and_cfg_1_5_makes_two(webui):
     _, at_1 = generate(webui, batch_size=2, **lcm(cfg_scale=1.0))
     _, at_1_5 = generate(webui, batch_size=2, **lcm(cfg_scale=1.5))
+    _, host_at_1_5 = generate(webui, batch_size=2, sampler_name="Euler", steps=4, cfg_scale=1.5)
     assert (at_1["calls"], at_1["rows"]) == (4, 4 * 2)
-    assert at_1_5["rows"] == 2 * at_1["rows"]
+    # Above CFG 1 the negative-prompt rows run wherever the host's own sampler runs them: every step (A1111,
+    # Forge, reForge), every step but the first (Forge Classic: `0 <= step / total <= skip_early_cond` holds at
+    # step 0 with the default 0, so its denoiser runs the first step of every sampler at CFG 1).
+    assert at_1_5["rows"] == host_at_1_5["rows"]
+    assert at_1_5["rows"] in (2 * at_1["rows"], 2 * at_1["rows"] - 2)
 
 
 def test_hosts_builtin_lcm_runs_the_uncond_pass_at_cfg1_and_another_schedule(webui, webui_version, webui_installation):
@@ -167,8 +179,8 @@ def test_xyz_axis_lcm_steps_turns_lcm_on_per_cell(webui):
     axes = webui.get("/lcm-test/v1/xyz-axes")
     for label in ("LCM-LoRA weight", "LCM-LoRA steps", "LCM-LoRA mode", "LCM-LoRA TCD gamma"):
         assert axes.count(label) == 1
-    x_type = axes.index("LCM-LoRA steps")
-    script_args = [x_type, "2, 4", [], 0, "", [], 0, "", [], True, True, False, False, 0, 0, 0, 0, False]
+    values = {"x_type": axes.index("LCM-LoRA steps"), "x_values": "2, 4", **XYZ_ARGS}
+    script_args = [values[name] for name in webui.get("/lcm-test/v1/xyz-run-params")]
     result, probe = generate(webui, script_name="x/y/z plot", script_args=script_args)
     assert probe["timesteps"] == [999, 499, 999, 759, 499, 259]
     assert sum("Sampler: LCM-LoRA," in text for text in result.infotexts) >= 2

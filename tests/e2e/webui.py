@@ -35,6 +35,9 @@ BASE_ARGS = (
     "--no-download-sd-model",
     "--server-name", "127.0.0.1",
 )
+# Flags of BASE_ARGS that a host may have removed (Forge Classic has neither: its argparse refuses them), passed
+# only where the checkout's `modules/cmd_args.py` defines them; flag -> number of values that follow it.
+OPTIONAL_ARGS = {"--precision": 1, "--do-not-download-clip": 0}
 
 # Forge (lllyasviel/stable-diffusion-webui-forge) ignores --use-cpu for its backend: without --always-cpu its
 # memory manager asks torch for a CUDA device at import and a CPU-only torch stops the start.
@@ -93,6 +96,21 @@ class Installation:
         its gradio 4 serves `file=` paths only from there (default: the data dir alone), so with a --data-dir
         elsewhere the page's own script.js and javascript/*.js get 403 and no page script runs."""
         return (*FORGE_ARGS, "--gradio-allowed-path", str(self.webui_dir)) if self.is_forge else ()
+
+    @property
+    def base_args(self) -> tuple[str, ...]:
+        """BASE_ARGS without the OPTIONAL_ARGS this checkout's `modules/cmd_args.py` does not define."""
+        try:
+            defined = (self.webui_dir / "modules" / "cmd_args.py").read_text(encoding="utf-8")
+        except OSError:
+            return BASE_ARGS
+        args, i = [], 0
+        while i < len(BASE_ARGS):
+            flag, n = BASE_ARGS[i], 1 + OPTIONAL_ARGS.get(BASE_ARGS[i], 0)
+            if flag not in OPTIONAL_ARGS or f'"{flag}"' in defined:
+                args.extend(BASE_ARGS[i:i + n])
+            i += n
+        return tuple(args)
 
     def version(self) -> tuple[int, int, int] | None:
         """The release the WebUI reports (``git describe --tags`` of the checkout, as its own footer does),
@@ -282,7 +300,7 @@ class WebUIServer:
         if self.api_auth:
             mode += ("--api-auth", ":".join(self.api_auth))
         return [
-            str(self.installation.python), "launch.py", *BASE_ARGS, *self.installation.host_args, *mode,
+            str(self.installation.python), "launch.py", *self.installation.base_args, *self.installation.host_args, *mode,
             "--data-dir", str(self.data_dir.root), "--ckpt", str(self.data_dir.checkpoint),
             *self.extra_args, *more,
         ]

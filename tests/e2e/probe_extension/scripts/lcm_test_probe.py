@@ -3,7 +3,8 @@
 Installed by the e2e harness next to sd-webui-lcm-lora; never shipped. GET /lcm-test/v1/unet returns
 {"calls": forward calls, "rows": batch rows evaluated, "timesteps": first timestep of each call};
 POST /lcm-test/v1/unet/reset clears it; GET /lcm-test/v1/xyz-axes lists the X/Y/Z plot's txt2img axes in the
-order its "X type" index refers to; GET /lcm-test/v1/opts returns the registered LCM-LoRA settings
+order its "X type" index refers to; GET /lcm-test/v1/xyz-run-params the names of its run() arguments, in
+order; GET /lcm-test/v1/opts returns the registered LCM-LoRA settings
 (`shared.opts.data`, unfiltered: Forge's GET /sdapi/v1/options lists only the settings known when its API models
 were first imported, before any extension's `on_ui_settings`); GET /lcm-test/v1/panel-status returns the LCM-LoRA
 panel's status line for the loaded checkpoint, as the panel's Refresh computes it; GET /lcm-test/v1/lora?name=STEM
@@ -114,6 +115,16 @@ def _routes(_demo, app):
                         if type(a) is xyz.AxisOption or a.is_img2img == is_img2img]
         return []
 
+    def xyz_run_params():
+        # The X/Y/Z script's run() parameters after `p`, in order: script_args are positional and the hosts
+        # differ (reForge adds draw_individual_labels, skip_grid, items_per_grid; 1.6 has no vary_seeds_*).
+        import inspect
+
+        for data in scripts.scripts_data:
+            if data.path.endswith("xyz_grid.py"):
+                return list(inspect.signature(data.script_class.run).parameters)[2:]
+        return []
+
     def opts():
         return {key: value for key, value in shared.opts.data.items() if key.startswith("lcm_lora_")}
 
@@ -166,6 +177,7 @@ def _routes(_demo, app):
     app.add_api_route("/lcm-test/v1/unet", read, methods=["GET"])
     app.add_api_route("/lcm-test/v1/opts", opts, methods=["GET"])
     app.add_api_route("/lcm-test/v1/xyz-axes", xyz_axes, methods=["GET"])
+    app.add_api_route("/lcm-test/v1/xyz-run-params", xyz_run_params, methods=["GET"])
     app.add_api_route("/lcm-test/v1/unet/reset", reset, methods=["POST"])
 
 
