@@ -14,7 +14,7 @@ from pathlib import Path
 MODES = {"click": "click", "live_taesd": "Live TAESD", "live_full": "Live full VAE"}
 # Stacked parts of one bar: the server's stages (probe timings), then everything else the user waits for.
 PARTS = (("prompts", "text encoding"), ("sampling", "UNet steps"), ("decode", "VAE decode"),
-         ("finish", "post-processing, saving"), ("page", "request, queue, page"))
+         ("finish", "post-processing, saving"), ("page", "request, queue, page; a running image waited for"))
 
 
 def bars(results):
