@@ -250,7 +250,7 @@ var lcmLoraLive = (function() {
             value: normalise(name, args[0], config.stems, t.state.seen.weight)}));
     }
 
-    // One result changes the gallery and the log line together: end the generation once for both.
+    // One result changes the generation info and the log line together: end the generation once for both.
     function finished(config) {
         var t = tabOf(config);
         if (!t.state.running || t.ending) return;

@@ -31,8 +31,9 @@ LIVE_HOST_EDITS = (
     ("inpaint_upload", "img_inpaint_base"),
     ("inpaint_mask", "img_inpaint_mask"),
 )
-# What shows that a generation ended: a new gallery value (every image is a new file) or a new log line.
-LIVE_RESULTS = (("gallery", "{tab}_gallery"), ("log", "html_log_{tab}"))
+# What shows that a generation ended: new generation info (its JSON holds the job's timestamp) or a new log line.
+# Not the gallery: gradio 3.41's Gallery has no change event.
+LIVE_RESULTS = (("info", "generation_info_{tab}"), ("log", "html_log_{tab}"))
 # The host's buttons the page clicks.
 HOST_BUTTONS = {"generate": "{tab}_generate", "interrupt": "{tab}_interrupt"}
 
@@ -66,4 +67,5 @@ def wire_live(tab: str, components: dict, find_components) -> None:
     for name, component in watched.items():
         component.change(_js=_js("edited", config, json.dumps(name)), inputs=[component], outputs=[], **quiet)
     for component in find_components(_ids(tab, LIVE_RESULTS)).values():
-        component.change(_js=_js("finished", config), inputs=[], outputs=[], **quiet)
+        if hasattr(component, "change"):
+            component.change(_js=_js("finished", config), inputs=[], outputs=[], **quiet)

@@ -116,3 +116,11 @@ def test_img2img_denoising_strength_change_regenerates(live_report):
 def test_screenshot_of_live_is_saved(live_report):
     s = scenario(live_report, "screenshot")
     assert Path(s["path"]).stat().st_size > 10_000
+
+
+def test_live_wiring_logs_no_error(live_server, live_report):
+    """The page wiring runs in the host's on_after_component: an error there is only a console traceback, and Live
+    would still half work (the end of an image found late by the fallback)."""
+    log = live_server.log_text()
+    ours = [line for line in log.splitlines() if "sd-webui-lcm-lora" in line or "lib_lcm" in line]
+    assert not [line for line in ours if "Error" in line or "Traceback" in line or 'File "' in line], ours[:20]
