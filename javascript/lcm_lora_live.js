@@ -186,8 +186,7 @@ var lcmLoraLive = (function() {
         });
     }
 
-    // A fallback for a generation whose result changed nothing the page listens to (the same error twice):
-    // the host hides its Interrupt button when the request is over.
+    // The end of a generation: the host hides its Interrupt button when the request is over.
     function watch(t) {
         clearInterval(t.watchdog);
         var started = Date.now();
