@@ -124,7 +124,7 @@ var lcmLoraLive = (function() {
 
     function tabOf(config) {
         return tabs[config.tab] ||
-            (tabs[config.tab] = {state: newState(), timer: null, watchdog: null, ending: false, seedSent: null,
+            (tabs[config.tab] = {state: newState(), timer: null, watchdog: null, seedSent: null,
                 config: config});
     }
 
@@ -249,17 +249,6 @@ var lcmLoraLive = (function() {
             value: normalise(name, args[0], config.stems, t.state.seen.weight)}));
     }
 
-    // One result changes the generation info and the log line together: end the generation once for both.
-    function finished(config) {
-        var t = tabOf(config);
-        if (!t.state.running || t.ending) return;
-        t.ending = true;
-        nextTask().then(function() {
-            t.ending = false;
-            if (t.state.running) finish(t);
-        });
-    }
-
     // For tests and the bench: what Live did on a tab so far.
     function stats(tab) {
         var t = tabs[tab];
@@ -279,7 +268,6 @@ var lcmLoraLive = (function() {
         switched: switched,
         panelSwitched: panelSwitched,
         edited: edited,
-        finished: finished,
         stats: stats,
     });
 })();

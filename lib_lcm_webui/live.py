@@ -19,6 +19,7 @@ from modules import shared
 
 from lib_lcm.params import LcmSettings
 from lib_lcm_webui import compat
+from lib_lcm_webui.console import say_once
 
 # How long a live generation waits for the host to load its TAESD decoder (the host downloads the file on first
 # use; a silent network must not hold the image up) and how soon a failed load is tried again.
@@ -72,7 +73,7 @@ def prepare_live_generation(p, lcm_settings: LcmSettings) -> None:
     p.do_not_save_grid = True
     if not getattr(p, "override_settings_restore_afterwards", True):
         # The host would keep these options after the generation: leave the user's options alone.
-        _say_once("LCM-LoRA live: override_settings_restore_afterwards is off, so previews and the decoder are "
+        say_once("LCM-LoRA live: override_settings_restore_afterwards is off, so previews and the decoder are "
                   "left as the settings say")
         return
     overrides = dict(NO_PREVIEWS)
@@ -112,7 +113,7 @@ def fast_decoder_problem() -> str | None:
 
 def _note(key: str, message: str) -> str:
     _notes[key] = message
-    _say_once(f"LCM-LoRA {message}")
+    say_once(f"LCM-LoRA {message}")
     return message
 
 
@@ -123,11 +124,3 @@ def fast_decode_note() -> str | None:
     key = compat.taesd_model_key(shared.sd_model)
     return _notes.get(key if key is not None else "")
 
-
-_said = set()
-
-
-def _say_once(line: str) -> None:
-    if line not in _said:
-        _said.add(line)
-        print(line)

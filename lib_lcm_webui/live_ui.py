@@ -1,4 +1,4 @@
-"""Live in the page: which edits make a new image, and how the page learns that one arrived.
+"""Live in the page: the switch, and which edits make a new image.
 
 javascript/lcm_lora_live.js runs Live (latest wins, the adaptive wait, the seed drawn once); this module only
 wires gradio events to it, all page-side (`fn=None`), so typing costs the server nothing until an image is due.
@@ -53,7 +53,10 @@ def _js(function: str, config: dict, *extra: str) -> str:
 
 
 def wire_live(tab: str, components: dict, find_components) -> None:
-    """Connect the Live switch, the edits that change the image and the results, to the page's Live logic."""
+    """Connect the Live switch and the edits that change the image to the page's Live logic. The end of an image
+    is seen by the page itself (the host hides its Interrupt button): gradio 3.41's Gallery has no change event,
+    the hidden generation info is not rendered, and the log line also changes while an image starts (an image
+    counted as ended at once, in the browser test)."""
     host = find_components(_ids(tab, LIVE_HOST_EDITS))
     watched = {**{key: components[key] for key in LIVE_PANEL_EDITS}, **host}
     config = live_config(tab, watched)
@@ -63,6 +66,3 @@ def wire_live(tab: str, components: dict, find_components) -> None:
     enabled.change(_js=_js("panelSwitched", config), inputs=[enabled], outputs=[switch], **quiet)
     for name, component in watched.items():
         component.change(_js=_js("edited", config, json.dumps(name)), inputs=[component], outputs=[], **quiet)
-    # The end of an image is seen by the page itself (the host hides its Interrupt button): gradio 3.41's Gallery
-    # has no change event, the hidden generation info is not rendered, and the log line also changes while an
-    # image starts (an image counted as ended at once, in the browser test).

@@ -26,6 +26,7 @@ from lib_lcm.safetensors_header import read_header
 from lib_lcm.verification import lora_modules
 from lib_lcm_webui import compat, live, settings
 from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint
+from lib_lcm_webui.console import say_once
 from lib_lcm_webui.state import LcmLoraError, fail_generation, generation_state, update_generation_state
 
 # The infotext keys our paste handling needs back on 1.6 (see compat.restore_infotext_keys).
@@ -165,7 +166,7 @@ def check_lora_modules(p) -> None:
         if expected and count < expected:
             message = (f"the WebUI applied {count} of the {expected} modules of {stem}: the image is not what "
                        "LCM-LoRA was trained to give; update this extension, or report it with your WebUI version")
-            _say_once(f"LCM-LoRA warning: {message}")
+            say_once(f"LCM-LoRA warning: {message}")
             params = p.extra_generation_params
             params[INFOTEXT_WARNING] = "; ".join(filter(None, (params.get(INFOTEXT_WARNING), message)))
 
@@ -184,7 +185,3 @@ def _module_count(path: str, mtime_ns: int | None) -> int | None:
     except (OSError, ValueError):
         return None
 
-
-@functools.lru_cache(maxsize=64)
-def _say_once(line: str) -> None:
-    print(line)
