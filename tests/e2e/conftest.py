@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.webui import EXTENSION_NAME, REPO_ROOT, DataDir, Installation, WebUIClient, WebUIServer
-from tests.fixtures import tiny
+from tests.fixtures import full_width, slim, tiny
 
 FORGE_MODELS_ENV = "LCM_E2E_FORGE_MODELS"
 SKIP_REASON = "e2e: set SD_WEBUI_DIR (a prepared WebUI checkout) and SD_WEBUI_PYTHON to run the real-WebUI tests"
@@ -29,6 +29,8 @@ E2E_DIR = Path(__file__).resolve().parent
 PROBE_EXTENSION = E2E_DIR / "probe_extension"
 
 # Variant id -> the tiny fixture's LoRA file (named like the released files).
+# Model family (tests.fixtures.full_width) -> the registry variant of its own LCM-LoRA.
+FAMILY_VARIANTS = {"sdxl": "sdxl", "ssd1b": "ssd1b", "sdxl-inpainting": "sdxl"}
 TINY_LCM_LORAS = {
     "sd15": tiny.LCM_LORA_FILES["sd1"],
     "sdxl": tiny.LCM_LORA_FILES["sdxl"],
@@ -115,11 +117,25 @@ def forge_models() -> tuple[Path, Path]:
     if not folder:
         pytest.skip(f"e2e on Forge: set {FORGE_MODELS_ENV} to a folder with Stable-diffusion/<SD 1.5>.safetensors "
                     f"and Lora/{tiny.LCM_LORA_FILES['sd1']} (Forge cannot load the tiny fixtures)")
-    checkpoints = sorted((Path(folder) / "Stable-diffusion").glob("*.safetensors"))
+    built = {full_width.checkpoint_path(folder, family) for family in full_width.FAMILIES}
+    preferred = Path(folder) / "Stable-diffusion" / slim.CHECKPOINT_NAME
+    checkpoints = [preferred] if preferred.is_file() else sorted(
+        path for path in (Path(folder) / "Stable-diffusion").glob("*.safetensors") if path not in built)
     lora = Path(folder) / "Lora" / tiny.LCM_LORA_FILES["sd1"]
     if not checkpoints or not lora.is_file():
         raise pytest.UsageError(f"{FORGE_MODELS_ENV}={folder} needs Stable-diffusion/*.safetensors and Lora/{lora.name}")
     return checkpoints[0], lora
+
+
+def forge_full_width_models(folder: Path | str) -> dict[str, tuple[Path, Path | None]]:
+    """family -> (checkpoint, its own LCM-LoRA or None) of the full-width models built in ``folder`` by
+    ``python -m tests.fixtures.full_width`` (the families not built are left out)."""
+    found = {}
+    for family in full_width.FAMILIES:
+        checkpoint, lora = full_width.checkpoint_path(folder, family), full_width.lora_path(folder, family)
+        if checkpoint.is_file() and (lora is None or lora.is_file()):
+            found[family] = (checkpoint, lora)
+    return found
 
 
 def forge_style_lora(checkpoint: Path, folder: Path) -> Path:
@@ -138,9 +154,12 @@ def forge_style_lora(checkpoint: Path, folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_webui_models(tmp_path_factory, webui_installation) -> dict:
     """Tiny checkpoints, LoRAs (relative Lora-folder name -> file) and the registry JSON describing them;
-    ``sd15_checkpoint``/``sd15_lcm_lora``: the SD 1.5 checkpoint the servers load and its LCM-LoRA.
-    On Forge: the SD 1.5 checkpoint and LCM-LoRA of `forge_models` and a style LoRA of its shapes instead
-    (``models`` stays the tiny set)."""
+    ``sd15_checkpoint``/``sd15_lcm_lora``: the SD 1.5 checkpoint the servers load and its LCM-LoRA;
+    ``family_checkpoints``: model family (sd15, sd15-inpainting, sdxl, ssd1b, sdxl-inpainting) -> the checkpoint
+    of it this host loads (`family_checkpoint` skips a test whose family is missing).
+    On Forge: the SD 1.5 checkpoint and LCM-LoRA of `forge_models`, a style LoRA of its shapes, and the full-width
+    models built next to them (`forge_full_width_models`) with their LCM-LoRAs instead (``models`` stays the
+    tiny set)."""
     models = tiny.cached()
     shipped = json.loads((REPO_ROOT / "lib_lcm" / "weights_registry.json").read_text())
     registry_path = tmp_path_factory.mktemp("registry") / "weights_registry.json"
@@ -149,11 +168,21 @@ def tiny_webui_models(tmp_path_factory, webui_installation) -> dict:
         style = forge_style_lora(checkpoint, tmp_path_factory.mktemp("forge-style-lora"))
         checkpoints, variants = [checkpoint], {"sd15": lora}
         loras = {f"LCM-LoRA/{lora.name}": lora, tiny.STYLE_LORA_FILE: style}
+        family_checkpoints = {"sd15": checkpoint}
+        for family, (family_checkpoint, family_lora) in forge_full_width_models(checkpoint.parent.parent).items():
+            family_checkpoints[family] = family_checkpoint
+            if family == "sd15-inpainting":  # on the session servers, as A1111's tiny one
+                checkpoints.append(family_checkpoint)
+            if family_lora is not None:
+                variants[FAMILY_VARIANTS[family]] = family_lora
+                loras[f"LCM-LoRA/{family_lora.name}"] = family_lora
     else:
         checkpoints = [models.sd15, models.sd15_inpainting]
         loras = {f"LCM-LoRA/{name}": models.lora_dir / name for name in TINY_LCM_LORAS.values()}
         loras[tiny.STYLE_LORA_FILE] = models.style_lora
         variants = {v: models.lora_dir / name for v, name in TINY_LCM_LORAS.items()}
+        family_checkpoints = {"sd15": models.sd15, "sd15-inpainting": models.sd15_inpainting,
+                              "sdxl": models.sdxl, "ssd1b": models.ssd1b}
     registry_path.write_text(json.dumps(tiny_registry(shipped, variants), indent=2))
     return {
         "models": models,
@@ -162,7 +191,26 @@ def tiny_webui_models(tmp_path_factory, webui_installation) -> dict:
         "registry": registry_path,
         "sd15_checkpoint": checkpoints[0],
         "sd15_lcm_lora": variants["sd15"],
+        "family_checkpoints": family_checkpoints,
     }
+
+
+def family_checkpoint(models: dict, family: str, installation: Installation) -> Path:
+    """The checkpoint of model `family` this host loads (`tiny_webui_models`' ``family_checkpoints``), or a
+    one-line skip saying how to get it."""
+    checkpoint = models["family_checkpoints"].get(family)
+    if checkpoint is None:
+        where = (f"build it with `python -m tests.fixtures.full_width --out ${FORGE_MODELS_ENV} --family {family}`"
+                 if installation.is_forge else "the tiny fixtures have none")
+        pytest.skip(f"no {family} checkpoint for this host: {where}")
+    return checkpoint
+
+
+def sdxl_size_args(installation: Installation) -> tuple[str, ...]:
+    """Flags of a Forge server holding an SDXL-size model: the UNet stored bf16 (the host's own
+    ``--unet-in-bf16``; on CPU it computes in fp32), which keeps the UNet and its LoRA-merged weights within
+    ~10 GB instead of ~20."""
+    return ("--unet-in-bf16",) if installation.is_forge else ()
 
 
 @pytest.fixture(scope="session")

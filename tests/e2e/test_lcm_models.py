@@ -1,5 +1,10 @@
 """Variant resolution and inpainting on the real WebUI: the LoRA that fits the loaded checkpoint
-(SD 1.5, SD 1.5 inpainting, SDXL, SSD-1B), and img2img inpainting through the host's mask blending."""
+(SD 1.5, SD 1.5 inpainting, SDXL, SSD-1B, SDXL inpainting), LCM on the SDXL family (timesteps, UNet rows, hires,
+img2img strength), and img2img inpainting through the host's mask blending.
+
+A1111 loads the tiny fixtures; the Forges recognise a model by its real widths and load the full-width ones
+(tests/fixtures/full_width.py, next to the SD 1.5 of ``LCM_E2E_FORGE_MODELS``; a family not built there skips
+with one line). One Forge server at a time: an SDXL-size server holds ~15 GB on CPU."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,39 +12,81 @@ import pytest
 from PIL import Image
 
 from lib_lcm.schedules import lcm_timesteps
+from tests.e2e.conftest import family_checkpoint, sdxl_size_args
 from tests.e2e.test_lcm_webui import SKIP_PREVIEWS, generate, infotext_prompt, lcm
 
 pytestmark = pytest.mark.e2e
 
 
-FORGE_TINY = "Forge loads none of the tiny fixtures (it recognises a model by its real widths)"
+SDXL_FAMILY = {"sdxl": "lcm-lora-sdxl", "ssd1b": "lcm-lora-ssd-1b"}
 
 
 @pytest.fixture(scope="module")
 def sdxl_webui(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
-    if webui_installation.is_forge:
-        pytest.skip(f"{FORGE_TINY}: no SDXL / SSD-1B checkpoint to switch to on Forge")
-    models = tiny_webui_models["models"]
-    return webui_factory(extensions=webui_extensions, checkpoints=[models.sdxl, models.ssd1b]).client()
+    """A server with the SDXL and SSD-1B checkpoints this host loads."""
+    checkpoints = [path for family in SDXL_FAMILY if (path := tiny_webui_models["family_checkpoints"].get(family))]
+    if not checkpoints:
+        family_checkpoint(tiny_webui_models, "sdxl", webui_installation)  # skips, saying how to build it
+    return webui_factory(extensions=webui_extensions, checkpoints=checkpoints,
+                         args=sdxl_size_args(webui_installation)).client()
+
+
+def checkpoint_name(tiny_webui_models, family, installation):
+    return family_checkpoint(tiny_webui_models, family, installation).stem
 
 
 def with_checkpoint(name):
     return {"override_settings": {**SKIP_PREVIEWS["override_settings"], "sd_model_checkpoint": name}}
 
 
-@pytest.mark.parametrize("checkpoint, stem", [("tiny-sdxl", "lcm-lora-sdxl"), ("tiny-ssd-1b", "lcm-lora-ssd-1b")])
-def test_sdxl_family_checkpoints_get_their_own_lora(sdxl_webui, checkpoint, stem):
-    result, probe = generate(sdxl_webui, **with_checkpoint(checkpoint), **lcm())
-    assert f"LCM-LoRA: {stem}" in result.infotext
+@pytest.mark.parametrize("family", list(SDXL_FAMILY))
+def test_sdxl_family_checkpoints_get_their_own_lora(sdxl_webui, family, tiny_webui_models, webui_installation):
+    stem = SDXL_FAMILY[family]
+    name = checkpoint_name(tiny_webui_models, family, webui_installation)
+    result, probe = generate(sdxl_webui, **with_checkpoint(name), **lcm())
+    assert f"LCM-LoRA: {stem}" in result.infotext and "LCM-LoRA warning" not in result.infotext
     assert infotext_prompt(result.infotext).count(f"<lora:{stem}:1>") == 1
     assert f'Lora hashes: "{stem}: ' in result.infotext and "Lora not found" not in result.infotext
     assert probe["timesteps"] == [999, 759, 499, 259] and probe["rows"] == 4
 
 
-def test_sdxl_alias_resolves_to_the_sdxl_lora(sdxl_webui):
+def test_sdxl_alias_resolves_to_the_sdxl_lora(sdxl_webui, tiny_webui_models, webui_installation):
+    name = checkpoint_name(tiny_webui_models, "sdxl", webui_installation)
     result, _ = generate(sdxl_webui, prompt="a cat <lora:lcm>", sampler_name="Euler", steps=4,
-                         **with_checkpoint("tiny-sdxl"))
+                         **with_checkpoint(name))
     assert "<lora:lcm-lora-sdxl>" in infotext_prompt(result.infotext)
+
+
+def test_sdxl_cfg_1_5_runs_the_negative_prompt_where_the_hosts_sampler_does(sdxl_webui, tiny_webui_models,
+                                                                           webui_installation):
+    settings = with_checkpoint(checkpoint_name(tiny_webui_models, "sdxl", webui_installation))
+    _, ours = generate(sdxl_webui, **settings, **lcm(cfg_scale=1.5))
+    _, host = generate(sdxl_webui, sampler_name="Euler", steps=4, cfg_scale=1.5, **settings)
+    assert ours["rows"] == host["rows"] and ours["rows"] in (8, 7)  # 7: Forge Classic's uncond-free first step
+    assert ours["timesteps"] == [999, 759, 499, 259]
+
+
+def test_sdxl_hires_fix_runs_the_second_pass_with_lcm_and_the_lora(sdxl_webui, tiny_webui_models,
+                                                                   webui_installation):
+    name = checkpoint_name(tiny_webui_models, "sdxl", webui_installation)
+    forge = {"hr_additional_modules": ["Use same choices"]} if webui_installation.is_forge else {}
+    result, probe = generate(sdxl_webui, enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.5,
+                             hr_sampler_name="Euler a", hr_second_pass_steps=20, **forge, **with_checkpoint(name),
+                             **lcm())
+    assert result.image.size == (128, 128)
+    assert probe["timesteps"] == [999, 759, 499, 259] + lcm_timesteps(4, strength=0.5)
+    assert probe["rows"] == 8 and "LCM-LoRA: lcm-lora-sdxl" in result.infotext
+
+
+@pytest.mark.parametrize("strength", [0.75, 0.3])
+def test_sdxl_img2img_runs_the_full_step_count_from_the_strengths_noise_level(sdxl_webui, strength,
+                                                                              tiny_webui_models, webui_installation):
+    name = checkpoint_name(tiny_webui_models, "sdxl", webui_installation)
+    init = Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8))
+    result, probe = generate(sdxl_webui, mode="img2img", init_image=init, denoising_strength=strength,
+                             **with_checkpoint(name), **lcm())
+    assert probe["timesteps"] == lcm_timesteps(4, strength=strength) and probe["rows"] == 4
+    assert 'Lora hashes: "lcm-lora-sdxl: ' in result.infotext
 
 
 def mask_image():
@@ -57,21 +104,31 @@ def encode(image):
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-@pytest.mark.parametrize("checkpoint", ["tiny-sd15", "tiny-sd15-inpainting"])
+# Checkpoint family -> the LCM-LoRA it gets (an inpainting model, its base model's)
+INPAINTING = {"sd15": "lcm-lora-sdv1-5", "sd15-inpainting": "lcm-lora-sdv1-5", "sdxl-inpainting": "lcm-lora-sdxl"}
+
+
+@pytest.fixture(scope="module")
+def sdxl_inpainting_webui(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
+    checkpoint = family_checkpoint(tiny_webui_models, "sdxl-inpainting", webui_installation)
+    return webui_factory(extensions=webui_extensions, checkpoints=[checkpoint],
+                         args=sdxl_size_args(webui_installation)).client()
+
+
+@pytest.mark.parametrize("family", list(INPAINTING))
 @pytest.mark.parametrize("only_masked", [False, True])
-def test_inpainting_runs_lcm_with_the_hosts_mask_blending(webui, checkpoint, only_masked, webui_installation,
+def test_inpainting_runs_lcm_with_the_hosts_mask_blending(request, family, only_masked, webui_installation,
                                                           tiny_webui_models):
-    if webui_installation.is_forge:
-        if checkpoint != "tiny-sd15":
-            pytest.skip(f"{FORGE_TINY}: no SD 1.5 inpainting checkpoint on Forge")
-        checkpoint = tiny_webui_models["sd15_checkpoint"].stem  # Forge's SD 1.5 checkpoint
+    name = checkpoint_name(tiny_webui_models, family, webui_installation)
+    # SD 1.5's checkpoints are on the session server; SDXL inpainting gets a server of its own
+    webui = request.getfixturevalue("sdxl_inpainting_webui" if family == "sdxl-inpainting" else "webui")
     init = Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8))
     result, probe = generate(
         webui, mode="img2img", init_image=init, mask=encode(mask_image()), inpainting_fill=1,
         inpaint_full_res=only_masked, inpaint_full_res_padding=8, denoising_strength=0.75,
-        **with_checkpoint(checkpoint), **lcm())
-    assert "LCM-LoRA: lcm-lora-sdv1-5" in result.infotext
-    assert probe["timesteps"] == lcm_timesteps(4, strength=0.75)
+        **with_checkpoint(name), **lcm())
+    assert f"LCM-LoRA: {INPAINTING[family]}" in result.infotext and "LCM-LoRA warning" not in result.infotext
+    assert probe["timesteps"] == lcm_timesteps(4, strength=0.75) and probe["rows"] == 4
     pixels = np.asarray(result.image.convert("RGB"), dtype=np.int16)
     original = np.asarray(init, dtype=np.int16)
     # Outside the mask (and its blur) the host keeps the original; inside, LCM painted something new.

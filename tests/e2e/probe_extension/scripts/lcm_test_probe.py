@@ -9,7 +9,9 @@ order; GET /lcm-test/v1/opts returns the registered LCM-LoRA settings
 were first imported, before any extension's `on_ui_settings`); GET /lcm-test/v1/panel-status returns the LCM-LoRA
 panel's status line for the loaded checkpoint, as the panel's Refresh computes it; GET /lcm-test/v1/lora?name=STEM
 returns the host's own state of that loaded LoRA (A1111's built-in Lora extension): the modules it applies, and the
-weight change it made to the UNet layer named by `layer` (current weight minus the host's backup).
+weight change it made to the UNet layer named by `layer` (current weight minus the host's backup);
+GET /lcm-test/v1/unet-patches returns, on the Forges, the UNet weights their patcher patches, per LoRA file stem
+(Forge) or for all files together ("*": reForge, Forge Classic).
 GET /lcm-test/v1/timings returns, per generation since the last reset (POST /lcm-test/v1/timings/reset), the
 seconds between the script hooks that bracket each stage (bench/live_latency.py splits an image's time with them):
 "prompts" (before_process_batch -> process_batch: text encoding), "sampling" (process_batch -> post_sample: the
@@ -147,6 +149,19 @@ def _routes(_demo, app):
         return {"loaded": True, "applied": sorted(net.modules), "file": net.network_on_disk.filename,
                 "layer_delta": delta}
 
+    def unet_patches():
+        from pathlib import Path
+
+        # The Forges apply a LoRA as patches on the UNet's patcher: Forge 2 per file (`lora_patches`, keyed by
+        # (filename, strengths, mode)), the ldm_patched Forges all files together (`patches`, named "*").
+        forge_objects = getattr(shared.sd_model, "forge_objects", None)
+        unet = getattr(forge_objects, "unet", None)
+        if hasattr(unet, "lora_patches"):
+            return {Path(identifier[0]).stem: sorted(patches) for identifier, patches in unet.lora_patches.items()}
+        if hasattr(unet, "patches"):
+            return {"*": sorted(key for key, patches in unet.patches.items() if patches)}
+        return {}
+
     def timings():
         return TIMINGS
 
@@ -173,6 +188,7 @@ def _routes(_demo, app):
     app.add_api_route("/lcm-test/v1/modules", modules_read, methods=["GET"])
     app.add_api_route("/lcm-test/v1/modules", modules_count, methods=["POST"])
     app.add_api_route("/lcm-test/v1/lora", lora, methods=["GET"])
+    app.add_api_route("/lcm-test/v1/unet-patches", unet_patches, methods=["GET"])
     app.add_api_route("/lcm-test/v1/panel-status", panel_status, methods=["GET"])
     app.add_api_route("/lcm-test/v1/unet", read, methods=["GET"])
     app.add_api_route("/lcm-test/v1/opts", opts, methods=["GET"])
