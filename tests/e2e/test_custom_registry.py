@@ -8,13 +8,12 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import TINY_LCM_LORAS
+from tests.e2e.conftest import TINY_LCM_LORAS, family_checkpoint, sdxl_size_args
 from tests.e2e.test_lcm_webui import SKIP_PREVIEWS, generate, infotext_prompt, lcm
 
 pytestmark = pytest.mark.e2e
 
 CUSTOM_STEMS = {"sd15": "my-lcm-sd15", "sdxl": "My-LCM-XL", "ssd1b": "my-lcm-ssd-1b"}
-CHECKPOINTS = {"sd15": "tiny-sd15", "sdxl": "tiny-sdxl", "ssd1b": "tiny-ssd-1b"}
 
 
 @pytest.fixture(scope="module")
@@ -25,24 +24,19 @@ def custom(webui_factory, webui_extensions, tiny_webui_models, webui_installatio
     for variant, stem in CUSTOM_STEMS.items():
         registry["variants"][variant]["stem"] = stem
         shipped_file = tiny_webui_models["loras"].get(f"LCM-LoRA/{TINY_LCM_LORAS[variant]}")
-        if shipped_file is not None:  # on Forge: the SD 1.5 one only
+        if shipped_file is not None:  # on the Forges: those of the families built
             loras[f"LCM-LoRA/{stem}.safetensors"] = shipped_file
     path = tmp_path_factory.mktemp("custom-registry") / "weights_registry.json"
     path.write_text(json.dumps(registry, indent=2))
-    models = tiny_webui_models["models"]
-    checkpoints = (tiny_webui_models["checkpoints"][:1] if webui_installation.is_forge
-                   else [models.sd15, models.sdxl, models.ssd1b])
+    families = tiny_webui_models["family_checkpoints"]
+    checkpoints = [families[variant] for variant in CUSTOM_STEMS if variant in families]
     server = webui_factory(extensions=webui_extensions, checkpoints=checkpoints, loras=loras,
-                           env={"LCM_LORA_REGISTRY": str(path)})
+                           env={"LCM_LORA_REGISTRY": str(path)}, args=sdxl_size_args(webui_installation))
     return server.client()
 
 
 def checkpoint_for(variant, webui_installation, tiny_webui_models):
-    if webui_installation.is_forge:
-        if variant != "sd15":
-            pytest.skip("Forge loads none of the tiny fixtures: no SDXL / SSD-1B checkpoint on Forge")
-        return tiny_webui_models["sd15_checkpoint"].stem
-    return CHECKPOINTS[variant]
+    return family_checkpoint(tiny_webui_models, variant, webui_installation).stem
 
 
 def with_checkpoint(name):
