@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import family_checkpoint, sdxl_size_args
 from tests.e2e.webui import REPO_ROOT, WebUIServer
 
 pytestmark = pytest.mark.e2e
@@ -32,10 +33,8 @@ LCM_TAG = "<lora:lcm-lora-sdv1-5:1>"
 # First A1111 releases with a host feature the page shows (lib_lcm_webui/compat.py, docs/compatibility.md).
 HEADER_CHECKBOX = (1, 7, 0)  # InputAccordion's checkbox in its header; on 1.6 opening the panel is the switch
 SCHEDULE_TYPES = (1, 9, 0)  # the tab's "Schedule type" control
-# Forge reports no release (an untagged checkout: newer than any, so both of the above) and loads none of the
-# tiny fixtures: it serves its SD 1.5 checkpoint alone (tests/e2e/conftest.py `tiny_webui_models`).
-NO_SDXL_ON_FORGE = ("Forge loads none of the tiny fixtures (it recognises a model by its real widths): no SDXL "
-                    "checkpoint to switch to on Forge")
+# The Forges report no release (an untagged checkout: newer than any, so both of the above) and load none of the
+# tiny fixtures: they serve the full-width models (tests/e2e/conftest.py `tiny_webui_models`).
 
 
 def _tool(name: str) -> str:
@@ -59,7 +58,7 @@ def install_playwright() -> Path:
 
 def start_ui_server(installation, root: Path, models: dict, env: dict, factory, loras: dict | None = None,
                     checkpoints: list | None = None, extensions: dict | None = None,
-                    prepare_data=None) -> WebUIServer:
+                    prepare_data=None, args: tuple = ()) -> WebUIServer:
     """A UI-mode server, counted among `factory`'s (the session's): on Forge the others are stopped first.
     `extensions` are installed next to ours; `prepare_data(data_dir)` may add files before the start."""
     from tests.e2e.conftest import EXTENSION_NAME
@@ -74,7 +73,7 @@ def start_ui_server(installation, root: Path, models: dict, env: dict, factory, 
                               extensions={EXTENSION_NAME: REPO_ROOT, **(extensions or {})})
     if prepare_data is not None:
         prepare_data(data_dir)
-    server = factory.adopt(WebUIServer(installation, data_dir, ui=True, extra_env=env))
+    server = factory.adopt(WebUIServer(installation, data_dir, ui=True, extra_env=env, extra_args=args))
     server.prepare()
     try:
         server.start()
@@ -104,17 +103,19 @@ def run_scenarios(server: WebUIServer, out: Path, script: str = "panel.mjs", **o
     return json.loads(report_path.read_text()), run.stdout
 
 
-def _sdxl_checkpoints(installation, models) -> list:
-    """The tiny SDXL checkpoint the "checkpoint" scenario switches to; none on Forge (it cannot load it)."""
-    return [models.sdxl] if models.sdxl.is_file() and not installation.is_forge else []
+def _sdxl_checkpoints(models: dict) -> list:
+    """The SDXL checkpoint the "checkpoint" scenario switches to (tiny on A1111, full-width on the Forges, where
+    one was built)."""
+    sdxl = models["family_checkpoints"].get("sdxl")
+    return [sdxl] if sdxl is not None and sdxl.is_file() else []
 
 
 @pytest.fixture(scope="module")
 def ui_server(webui_installation, tmp_path_factory, tiny_webui_models, webui_env, webui_factory):
-    sdxl = _sdxl_checkpoints(webui_installation, tiny_webui_models["models"])
+    sdxl = _sdxl_checkpoints(tiny_webui_models)
     server = start_ui_server(webui_installation, tmp_path_factory.mktemp("webui-browser"), tiny_webui_models,
                              dict(webui_env), checkpoints=[*tiny_webui_models["checkpoints"], *sdxl],
-                             factory=webui_factory)
+                             factory=webui_factory, args=sdxl_size_args(webui_installation) if sdxl else ())
     yield server
     server.stop()
 
@@ -254,14 +255,14 @@ def test_send_to_img2img_carries_the_panel(page_report):
     assert sent["prompt"] == "a cat <lora:lcm-lora-sdv1-5:0.75>"
 
 
-def test_checkpoint_change_moves_the_status_and_the_tag_to_the_new_variant(page_report, webui_installation):
-    if webui_installation.is_forge:
-        pytest.skip(NO_SDXL_ON_FORGE)
+def test_checkpoint_change_moves_the_status_and_the_tag_to_the_new_variant(page_report, webui_installation,
+                                                                          tiny_webui_models):
+    sdxl = family_checkpoint(tiny_webui_models, "sdxl", webui_installation).stem
     s = scenario(page_report, "checkpoint")
     assert s["before"]["prompt"] == f"a cat {LCM_TAG}"
     after = s["after"]
     assert after["statusStem"] == "lcm-lora-sdxl"
-    assert "tiny-sdxl" in after["statusText"] and "(SDXL)" in after["statusText"]
+    assert sdxl in after["statusText"] and "(SDXL)" in after["statusText"]
     assert after["prompt"] == "a cat <lora:lcm-lora-sdxl:1>"
     info = infotext_fields(s["infotext"])
     assert info["LCM-LoRA"] == "lcm-lora-sdxl" and "lcm-lora-sdxl: " in info["Lora hashes"]
