@@ -109,19 +109,20 @@ INPAINTING = {"sd15": "lcm-lora-sdv1-5", "sd15-inpainting": "lcm-lora-sdv1-5", "
 
 
 @pytest.fixture(scope="module")
-def sdxl_inpainting_webui(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
+def sdxl_inpainting_server(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
     checkpoint = family_checkpoint(tiny_webui_models, "sdxl-inpainting", webui_installation)
-    return webui_factory(extensions=webui_extensions, checkpoints=[checkpoint],
-                         args=sdxl_size_args(webui_installation)).client()
+    return webui_factory(extensions=webui_extensions, checkpoints=[checkpoint], args=sdxl_size_args(webui_installation))
 
 
-@pytest.mark.parametrize("family", list(INPAINTING))
+# only_masked varies fastest: each family's server (one at a time on the Forges) runs both cases in a row
 @pytest.mark.parametrize("only_masked", [False, True])
+@pytest.mark.parametrize("family", list(INPAINTING))
 def test_inpainting_runs_lcm_with_the_hosts_mask_blending(request, family, only_masked, webui_installation,
-                                                          tiny_webui_models):
+                                                          tiny_webui_models, webui_factory):
     name = checkpoint_name(tiny_webui_models, family, webui_installation)
     # SD 1.5's checkpoints are on the session server; SDXL inpainting gets a server of its own
-    webui = request.getfixturevalue("sdxl_inpainting_webui" if family == "sdxl-inpainting" else "webui")
+    webui = (webui_factory.activate(request.getfixturevalue("sdxl_inpainting_server")).client()
+             if family == "sdxl-inpainting" else request.getfixturevalue("webui"))
     init = Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8))
     result, probe = generate(
         webui, mode="img2img", init_image=init, mask=encode(mask_image()), inpainting_fill=1,
