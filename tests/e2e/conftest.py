@@ -28,9 +28,9 @@ SKIP_REASON = "e2e: set SD_WEBUI_DIR (a prepared WebUI checkout) and SD_WEBUI_PY
 E2E_DIR = Path(__file__).resolve().parent
 PROBE_EXTENSION = E2E_DIR / "probe_extension"
 
-# Variant id -> the tiny fixture's LoRA file (named like the released files).
 # Model family (tests.fixtures.full_width) -> the registry variant of its own LCM-LoRA.
 FAMILY_VARIANTS = {"sdxl": "sdxl", "ssd1b": "ssd1b", "sdxl-inpainting": "sdxl"}
+# Variant id -> the tiny fixture's LoRA file (named like the released files).
 TINY_LCM_LORAS = {
     "sd15": tiny.LCM_LORA_FILES["sd1"],
     "sdxl": tiny.LCM_LORA_FILES["sdxl"],
@@ -169,7 +169,7 @@ def tiny_webui_models(tmp_path_factory, webui_installation) -> dict:
         checkpoints, variants = [checkpoint], {"sd15": lora}
         loras = {f"LCM-LoRA/{lora.name}": lora, tiny.STYLE_LORA_FILE: style}
         family_checkpoints = {"sd15": checkpoint}
-        for family, (family_checkpoint, family_lora) in forge_full_width_models(checkpoint.parent.parent).items():
+        for family, (family_checkpoint, family_lora) in forge_full_width_models(os.environ[FORGE_MODELS_ENV]).items():
             family_checkpoints[family] = family_checkpoint
             if family == "sd15-inpainting":  # on the session servers, as A1111's tiny one
                 checkpoints.append(family_checkpoint)
