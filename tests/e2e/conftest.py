@@ -207,10 +207,11 @@ def family_checkpoint(models: dict, family: str, installation: Installation) -> 
 
 
 def sdxl_size_args(installation: Installation) -> tuple[str, ...]:
-    """Flags of a Forge server holding an SDXL-size model: the UNet stored in fp8 (the hosts' own
-    ``--unet-in-fp8-e4m3fn``, Forge's "Diffusion in Low Bits"; on CPU they compute in fp32). The Forges merge a LoRA
-    into a copy of each weight it adapts, so a bf16 SDXL UNet with its LCM-LoRA held ~14 GB on CPU, fp8 ~10 GB."""
-    return ("--unet-in-fp8-e4m3fn",) if installation.is_forge else ()
+    """Flags of a Forge server holding an SDXL-size model: the UNet stored bf16 (the hosts' own ``--unet-in-bf16``;
+    on CPU they compute in fp32). The Forges merge a LoRA into a copy of each weight it adapts: in fp32 an SDXL UNet
+    and its merged LCM-LoRA alone would take ~20 GB; bf16 peaked at 14.3 GB RSS. (fp8 storage takes less, but its
+    per-layer cast made an SD 1.5 step ~4x slower on CPU, too slow for the browser suite.)"""
+    return ("--unet-in-bf16",) if installation.is_forge else ()
 
 
 @pytest.fixture(scope="session")
