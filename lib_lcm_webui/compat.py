@@ -354,15 +354,22 @@ TAESD_DECODE = "TAESD"
 _TAESD_FILES = {"sd": "taesd_decoder.pth", "sdxl": "taesdxl_decoder.pth", "sd3": "taesd3_decoder.pth"}
 
 
-def taesd_model_key(sd_model) -> str | None:
-    """Which TAESD decoder the host would load for `sd_model` ("sd", "sdxl", "sd3"); None when the host has no
-    TAESD decoding (its "VAE type for decode" option and loader)."""
+def has_taesd_decode() -> bool:
+    """Whether the host decodes with TAESD on request: its "VAE type for decode" option and loader (1.6+)."""
     labels = getattr(shared.opts, "data_labels", {})
-    if sd_vae_taesd is None or not hasattr(sd_vae_taesd, "decoder_model") or DECODE_OPTION not in labels:
+    return sd_vae_taesd is not None and hasattr(sd_vae_taesd, "decoder_model") and DECODE_OPTION in labels
+
+
+def decode_with_full_vae() -> None:
+    """During a generation that overrides the decode option (the host puts it back afterwards); no save."""
+    shared.opts.data[DECODE_OPTION] = "Full"
+
+
+def taesd_model_key(sd_model) -> str | None:
+    """Which TAESD decoder the host loads for `sd_model` ("sd", "sdxl", "sd3"); None on a host without TAESD."""
+    if not has_taesd_decode():
         return None
-    if getattr(sd_model, "is_sd3", False):
-        return "sd3"
-    return "sdxl" if getattr(sd_model, "is_sdxl", False) else "sd"
+    return "sd3" if getattr(sd_model, "is_sd3", False) else "sdxl" if getattr(sd_model, "is_sdxl", False) else "sd"
 
 
 def taesd_file_hint(key: str) -> str:
@@ -380,8 +387,7 @@ def taesd_file_state(key: str):
 
 
 def load_taesd_decoder():
-    """The host's own TAESD loader for the loaded model: it downloads its file on first use, raises when it
-    cannot, and keeps the loaded decoder for its decode step."""
+    """The host's TAESD loader for the loaded model (downloads on first use, raises, keeps it for decoding)."""
     return sd_vae_taesd.decoder_model()
 
 

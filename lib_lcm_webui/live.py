@@ -8,6 +8,12 @@ Live drew when it was switched on, so the image changes only because the user ch
 The host applies `p.override_settings` after the scripts' before_process and puts the options back afterwards,
 but only those already in `opts.data`; before 1.7 a default-valued option is not there, so its default is put
 there first (same value) and the host's own restore covers it.
+
+Fast decode is decided in two steps: before_process asks for TAESD (the last moment an override can be set), and
+process, once the host has loaded the checkpoint this image uses, checks that the host can load the TAESD decoder
+for it and otherwise switches this image back to the full VAE. The host's loader reads the loaded model (SD, SDXL,
+SD3 decoder): Forge loads the checkpoint at the first generation, after before_process, and a checkpoint override
+loads one there too.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from lib_lcm_webui.console import say_once
 LOAD_WAIT_S = 2.0
 RETRY_AFTER_S = 60.0
 NO_PREVIEWS = {"live_previews_enable": False}
+NO_TAESD = "Fast decode: this WebUI has no TAESD decoder; live images use the full VAE."
 
 
 @dataclass
@@ -78,14 +85,26 @@ def prepare_live_generation(p, lcm_settings: LcmSettings) -> None:
         return
     overrides = dict(NO_PREVIEWS)
     if lcm_settings.fast_decode:
-        problem = fast_decoder_problem()
-        if problem is None:
-            overrides[compat.DECODE_OPTION] = compat.TAESD_DECODE
+        if compat.has_taesd_decode():
+            overrides[compat.DECODE_OPTION] = compat.TAESD_DECODE  # checked in check_fast_decode
         else:
-            p.comment(problem)
+            p.comment(_note("", NO_TAESD))
     for key in overrides:
         compat.keep_option_for_restore(key)
     p.override_settings = {**(p.override_settings or {}), **overrides}
+
+
+def check_fast_decode(p) -> None:
+    """Script hook part (process: the checkpoint is loaded, the overrides applied) for a live generation that
+    asked for TAESD: when the host cannot load the decoder for this checkpoint, the image uses the full VAE
+    (until the host restores its options after the generation) and says why."""
+    asked = (p.override_settings or {}).get(compat.DECODE_OPTION) == compat.TAESD_DECODE
+    if not asked or not getattr(p, "override_settings_restore_afterwards", True):
+        return
+    problem = fast_decoder_problem()
+    if problem is not None:
+        compat.decode_with_full_vae()
+        p.comment(problem)
 
 
 def fast_decoder_problem() -> str | None:
@@ -94,7 +113,7 @@ def fast_decoder_problem() -> str | None:
     for it at most LOAD_WAIT_S."""
     key = compat.taesd_model_key(shared.sd_model)
     if key is None:
-        return _note("", "Fast decode: this WebUI has no TAESD decoder; live images use the full VAE.")
+        return _note("", NO_TAESD)
     file_state = compat.taesd_file_state(key)
     with _lock:
         load = _loads.get(key)

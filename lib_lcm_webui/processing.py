@@ -48,7 +48,11 @@ def before_process(p, args):
 
 
 def process(p, sd_model):
-    """Script hook: tag every prompt with the loaded checkpoint's LCM-LoRA (panel on) or resolve the alias."""
+    """Script hook: tag every prompt with the loaded checkpoint's LCM-LoRA (panel on) or resolve the alias; a live
+    image's decoder is checked against the loaded checkpoint."""
+    settings_asked = generation_state(p).settings
+    if settings_asked is not None and settings_asked.live:
+        live.check_fast_decode(p)
     try:
         if generation_state(p).enabled:
             enable_for_loaded_checkpoint(p, sd_model, generation_state(p).settings)

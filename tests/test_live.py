@@ -52,24 +52,46 @@ def live_host(tmp_path, loader=None, with_taesd=True):
         yield types.SimpleNamespace(host=host, live=live, calls=calls)
 
 
+def generate(env, p, settings=LIVE):
+    """The host's order: before_process, its overrides applied (it keeps the options in opts.data to restore them
+    afterwards), the checkpoint loaded, process. Returns (the options kept for restore, those the image used)."""
+    env.live.prepare_live_generation(p, settings)
+    opts = env.host.shared.opts
+    kept = dict(opts.data)
+    opts.data.update(p.override_settings)
+    env.live.check_fast_decode(p)
+    return kept, dict(opts.data)
+
+
 def test_a_live_generation_is_one_unsaved_image_with_the_live_seed_no_previews_and_taesd(tmp_path):
     with live_host(tmp_path) as env:
         p = LiveP()
-        env.live.prepare_live_generation(p, LIVE)
-        opts = env.host.shared.opts
+        kept, used = generate(env, p)
     assert (p.batch_size, p.n_iter, p.seed) == (1, 1, 77)
     assert p.do_not_save_samples is True and p.do_not_save_grid is True
     assert p.override_settings == {"live_previews_enable": False, "sd_vae_decode_method": "TAESD"}
     # The host restores only options in opts.data (1.6 leaves defaults out): ours are put there at their defaults.
-    assert opts.data == {"live_previews_enable": True, "sd_vae_decode_method": "Full"}
+    assert kept == {"live_previews_enable": True, "sd_vae_decode_method": "Full"}
+    assert used == {"live_previews_enable": False, "sd_vae_decode_method": "TAESD"}
     assert p.comments == [] and env.calls == [1]
+
+
+def test_the_decoder_is_loaded_after_the_checkpoint_not_before(tmp_path):
+    """Forge loads the checkpoint at the first generation, after before_process: the host's TAESD loader reads the
+    loaded model, so it runs in process, not before."""
+    with live_host(tmp_path) as env:
+        p = LiveP()
+        env.live.prepare_live_generation(p, LIVE)
+        assert env.calls == [] and p.override_settings["sd_vae_decode_method"] == "TAESD"
+        env.live.check_fast_decode(p)
+    assert env.calls == [1]
 
 
 def test_an_explicit_seed_and_the_users_overrides_stay(tmp_path):
     with live_host(tmp_path) as env:
         p = LiveP(seed=5, override_settings={"CLIP_stop_at_last_layers": 2})
-        env.live.prepare_live_generation(p, LIVE)
-        env.live.prepare_live_generation(LiveP(), LIVE)
+        generate(env, p)
+        generate(env, LiveP())
     assert p.seed == 5
     assert p.override_settings["CLIP_stop_at_last_layers"] == 2
     assert env.calls == [1], "the host's loader runs once; it keeps the decoder itself"
@@ -78,7 +100,7 @@ def test_an_explicit_seed_and_the_users_overrides_stay(tmp_path):
 def test_fast_decode_off_keeps_the_full_vae(tmp_path):
     with live_host(tmp_path) as env:
         p = LiveP()
-        env.live.prepare_live_generation(p, parse_script_args([{"live": True, "fast_decode": False}]))
+        generate(env, p, parse_script_args([{"live": True, "fast_decode": False}]))
     assert p.override_settings == {"live_previews_enable": False} and env.calls == []
     assert p.seed == -1, "no live seed sent: the host draws one as usual"
 
@@ -89,12 +111,13 @@ def test_when_the_host_cannot_load_taesd_the_image_uses_the_full_vae_and_the_pan
 
     with live_host(tmp_path, loader=failing) as env:
         p = LiveP()
-        env.live.prepare_live_generation(p, LIVE)
+        kept, used = generate(env, p)
         note = env.live.fast_decode_note()
         from lib_lcm_webui import status
 
         line = status.status_html(status.current_status())
-    assert "sd_vae_decode_method" not in p.override_settings and p.override_settings["live_previews_enable"] is False
+    assert used["sd_vae_decode_method"] == "Full" and used["live_previews_enable"] is False
+    assert kept["sd_vae_decode_method"] == "Full", "the host puts the option back as it was"
     assert len(p.comments) == 1 and "could not load its TAESD decoder (FileNotFoundError: TAESD model not found)" \
         in p.comments[0]
     assert "models/VAE-taesd/taesd_decoder.pth" in note and "turn Fast decode off" in note
@@ -110,15 +133,15 @@ def test_a_new_decoder_file_is_tried_at_once(tmp_path):
             raise FileNotFoundError("TAESD model not found")
 
     with live_host(tmp_path, loader=loader) as env:
-        env.live.prepare_live_generation(LiveP(), LIVE)
-        env.live.prepare_live_generation(LiveP(), LIVE)
+        generate(env, LiveP())
+        generate(env, LiveP())
         assert len(attempts) == 1, "a failure is remembered while nothing changed"
         (tmp_path / "VAE-taesd").mkdir()
         (tmp_path / "VAE-taesd" / "taesd_decoder.pth").write_bytes(b"x")
         p = LiveP()
-        env.live.prepare_live_generation(p, LIVE)
+        _, used = generate(env, p)
         note = env.live.fast_decode_note()
-    assert len(attempts) == 2 and p.override_settings["sd_vae_decode_method"] == "TAESD" and note is None
+    assert len(attempts) == 2 and used["sd_vae_decode_method"] == "TAESD" and note is None
 
 
 def test_a_loader_that_hangs_never_holds_the_image_up(tmp_path, monkeypatch):
@@ -130,34 +153,37 @@ def test_a_loader_that_hangs_never_holds_the_image_up(tmp_path, monkeypatch):
     with live_host(tmp_path, loader=hanging) as env:
         monkeypatch.setattr(env.live, "LOAD_WAIT_S", 0.05)
         p = LiveP()
-        env.live.prepare_live_generation(p, LIVE)
+        _, used = generate(env, p)
         release.set()
-    assert "sd_vae_decode_method" not in p.override_settings
+    assert used["sd_vae_decode_method"] == "Full"
     assert "still loading (or downloading)" in p.comments[0]
 
 
 def test_a_host_without_taesd_says_so(tmp_path):
     with live_host(tmp_path, with_taesd=False) as env:
         p = LiveP()
-        env.live.prepare_live_generation(p, LIVE)
+        generate(env, p)
     assert "no TAESD decoder" in p.comments[0] and "sd_vae_decode_method" not in p.override_settings
 
 
 def test_without_restore_afterwards_the_users_options_are_left_alone(tmp_path, capsys):
     with live_host(tmp_path) as env:
         p = LiveP(override_settings_restore_afterwards=False)
-        env.live.prepare_live_generation(p, LIVE)
+        generate(env, p)
     assert p.override_settings == {} and (p.batch_size, p.do_not_save_samples) == (1, True)
     assert "override_settings_restore_afterwards is off" in capsys.readouterr().out
 
 
 def test_the_script_hook_turns_a_live_request_into_a_live_lcm_generation(tmp_path):
-    with live_host(tmp_path):
+    with live_host(tmp_path) as env:
         from lib_lcm_webui import processing, state
 
         p = LiveP(sampler_name="Euler a", steps=25, cfg_scale=7.0)
         processing.before_process(p, [{"live": True, "live_seed": 9}])
         settings = state.generation_state(p).settings
+        assert env.calls == [], "the decoder waits for the checkpoint"
+        processing.process(p, env.host.shared.sd_model)
+    assert env.calls == [1]
     assert settings.enabled is True and settings.live is True
     assert (p.sampler_name, p.steps, p.cfg_scale, p.seed, p.batch_size) == ("LCM-LoRA", 4, 1.0, 9, 1)
 

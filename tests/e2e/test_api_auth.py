@@ -113,10 +113,7 @@ def test_only_registry_variants_are_downloaded(protected):
 
 
 @pytest.fixture(scope="module")
-def ui_only(webui_factory, webui_extensions, webui_installation):
-    if webui_installation.is_forge:
-        pytest.skip("the login flow of a Forge UI-only server is not driven here (Forge: gradio 4; reForge and Forge "
-                    "Classic: not tried); the API tier runs the routes")
+def ui_only(webui_factory, webui_extensions):
     server = webui_factory(ui=True, api=False, extensions=webui_extensions,
                            args=("--gradio-auth", f"{USER}:{SECRET}"))
     return server
@@ -136,12 +133,13 @@ def fetch(opener, url, data=None, form=None):
 
 
 def refresh_fn_index(config: dict, elem_id: str) -> int:
-    """The index of the server function the panel's (hidden) Refresh button runs, from gradio's /config."""
+    """The index of the server function the panel's (hidden) Refresh button runs, from gradio's /config: its
+    place in the list (gradio 3), its `id` (gradio 4, where targets are `[component id, event]` pairs)."""
     ids = [c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id]
     for index, dependency in enumerate(config["dependencies"]):
         targets = [t[0] if isinstance(t, list) else t for t in dependency.get("targets", [])]
         if dependency.get("backend_fn") and set(ids) & set(targets):
-            return index
+            return dependency.get("id", index)
     raise AssertionError(f"no server function on {elem_id}")
 
 
