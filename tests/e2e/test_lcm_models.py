@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lib_lcm.safetensors_header import read_header
 from lib_lcm.schedules import lcm_timesteps
+from lib_lcm.verification import lora_modules
 from tests.e2e.conftest import family_checkpoint, sdxl_size_args
 from tests.e2e.test_lcm_webui import SKIP_PREVIEWS, generate, infotext_prompt, lcm
 
@@ -22,13 +24,18 @@ SDXL_FAMILY = {"sdxl": "lcm-lora-sdxl", "ssd1b": "lcm-lora-ssd-1b"}
 
 
 @pytest.fixture(scope="module")
-def sdxl_webui(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
-    """A server with the SDXL and SSD-1B checkpoints this host loads."""
-    checkpoints = [path for family in SDXL_FAMILY if (path := tiny_webui_models["family_checkpoints"].get(family))]
+def sdxl_server(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
+    """A server with the SDXL-family checkpoints this host loads (SDXL first, then SSD-1B, SDXL-inpainting)."""
+    families = tiny_webui_models["family_checkpoints"]
+    checkpoints = [families[family] for family in (*SDXL_FAMILY, "sdxl-inpainting") if family in families]
     if not checkpoints:
         family_checkpoint(tiny_webui_models, "sdxl", webui_installation)  # skips, saying how to build it
-    return webui_factory(extensions=webui_extensions, checkpoints=checkpoints,
-                         args=sdxl_size_args(webui_installation)).client()
+    return webui_factory(extensions=webui_extensions, checkpoints=checkpoints, args=sdxl_size_args(webui_installation))
+
+
+@pytest.fixture
+def sdxl_webui(sdxl_server, webui_factory):
+    return webui_factory.activate(sdxl_server).client()
 
 
 def checkpoint_name(tiny_webui_models, family, installation):
@@ -37,17 +44,6 @@ def checkpoint_name(tiny_webui_models, family, installation):
 
 def with_checkpoint(name):
     return {"override_settings": {**SKIP_PREVIEWS["override_settings"], "sd_model_checkpoint": name}}
-
-
-@pytest.mark.parametrize("family", list(SDXL_FAMILY))
-def test_sdxl_family_checkpoints_get_their_own_lora(sdxl_webui, family, tiny_webui_models, webui_installation):
-    stem = SDXL_FAMILY[family]
-    name = checkpoint_name(tiny_webui_models, family, webui_installation)
-    result, probe = generate(sdxl_webui, **with_checkpoint(name), **lcm())
-    assert f"LCM-LoRA: {stem}" in result.infotext and "LCM-LoRA warning" not in result.infotext
-    assert infotext_prompt(result.infotext).count(f"<lora:{stem}:1>") == 1
-    assert f'Lora hashes: "{stem}: ' in result.infotext and "Lora not found" not in result.infotext
-    assert probe["timesteps"] == [999, 759, 499, 259] and probe["rows"] == 4
 
 
 def test_sdxl_alias_resolves_to_the_sdxl_lora(sdxl_webui, tiny_webui_models, webui_installation):
@@ -104,25 +100,37 @@ def encode(image):
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+@pytest.mark.parametrize("family", list(SDXL_FAMILY))
+def test_sdxl_family_checkpoints_get_their_own_lora(sdxl_webui, family, tiny_webui_models, webui_installation):
+    """Runs after the other SDXL tests (one checkpoint switch). On the Forges also: the host patches every module of
+    the LoRA file into the UNet (788 / 423; A1111's loader is counted in test_lora_modules.py)."""
+    stem = SDXL_FAMILY[family]
+    name = checkpoint_name(tiny_webui_models, family, webui_installation)
+    result, probe = generate(sdxl_webui, **with_checkpoint(name), **lcm())
+    assert f"LCM-LoRA: {stem}" in result.infotext and "LCM-LoRA warning" not in result.infotext
+    assert infotext_prompt(result.infotext).count(f"<lora:{stem}:1>") == 1
+    assert f'Lora hashes: "{stem}: ' in result.infotext and "Lora not found" not in result.infotext
+    assert probe["timesteps"] == [999, 759, 499, 259] and probe["rows"] == 4
+    if webui_installation.is_forge:
+        patches = sdxl_webui.get("/lcm-test/v1/unet-patches")
+        keys = patches.get(stem, patches.get("*"))  # Forge: per file; reForge, Forge Classic: all files together
+        lora_file = tiny_webui_models["loras"][f"LCM-LoRA/{stem}.safetensors"]
+        assert len(keys) == len(lora_modules(read_header(lora_file))), "the host patches every module of the file"
+        assert "diffusion_model.output_blocks.2.2.conv.weight" in keys  # up-block 0's upsampler (A1111 misnamed it)
+
+
 # Checkpoint family -> the LCM-LoRA it gets (an inpainting model, its base model's)
-INPAINTING = {"sd15": "lcm-lora-sdv1-5", "sd15-inpainting": "lcm-lora-sdv1-5", "sdxl-inpainting": "lcm-lora-sdxl"}
-
-
-@pytest.fixture(scope="module")
-def sdxl_inpainting_server(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
-    checkpoint = family_checkpoint(tiny_webui_models, "sdxl-inpainting", webui_installation)
-    return webui_factory(extensions=webui_extensions, checkpoints=[checkpoint], args=sdxl_size_args(webui_installation))
+INPAINTING = {"sdxl-inpainting": "lcm-lora-sdxl", "sd15": "lcm-lora-sdv1-5", "sd15-inpainting": "lcm-lora-sdv1-5"}
 
 
 # only_masked varies fastest: each family's server (one at a time on the Forges) runs both cases in a row
 @pytest.mark.parametrize("only_masked", [False, True])
 @pytest.mark.parametrize("family", list(INPAINTING))
 def test_inpainting_runs_lcm_with_the_hosts_mask_blending(request, family, only_masked, webui_installation,
-                                                          tiny_webui_models, webui_factory):
+                                                          tiny_webui_models):
     name = checkpoint_name(tiny_webui_models, family, webui_installation)
-    # SD 1.5's checkpoints are on the session server; SDXL inpainting gets a server of its own
-    webui = (webui_factory.activate(request.getfixturevalue("sdxl_inpainting_server")).client()
-             if family == "sdxl-inpainting" else request.getfixturevalue("webui"))
+    # SD 1.5's checkpoints are on the session server, SDXL-inpainting on the SDXL-family one
+    webui = request.getfixturevalue("sdxl_webui" if family == "sdxl-inpainting" else "webui")
     init = Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8))
     result, probe = generate(
         webui, mode="img2img", init_image=init, mask=encode(mask_image()), inpainting_fill=1,

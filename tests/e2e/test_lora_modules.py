@@ -4,7 +4,7 @@ A1111 1.6-1.10 name SDXL's and SSD-1B's up-block-0 upsampler with SD 1.x's rule 
 LCM-LoRAs (a debug-level log line only); the extension gives the host's loader the loaded UNet's name for it.
 Counted from the host's own state after a generation (its loaded network's modules, the layer's weight backup).
 The Forges map every module from the model's config themselves: there the count is of the UNet weights their
-patcher patches, on the full-width SDXL and SSD-1B (tests/fixtures/full_width.py).
+patcher patches, on the full-width SDXL and SSD-1B (test_lcm_models.py, `test_sdxl_family_checkpoints_...`).
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 
 from lib_lcm.safetensors_header import read_header
 from lib_lcm.verification import lora_modules
-from tests.e2e.conftest import family_checkpoint, sdxl_size_args
 from tests.e2e.test_lcm_webui import SKIP_PREVIEWS, generate, lcm
 
 pytestmark = pytest.mark.e2e
@@ -25,20 +24,10 @@ UPSAMPLER = "lora_unet_up_blocks_0_upsamplers_0_conv"
 @pytest.fixture(scope="module")
 def a1111(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
     if webui_installation.is_forge:
-        pytest.skip("A1111's loader: the Forges map every module from the model's config (test_forges_patch_...)")
+        pytest.skip("A1111's loader: the Forges map every module from the model's config (counted in "
+                    "test_lcm_models.py::test_sdxl_family_checkpoints_get_their_own_lora)")
     models = tiny_webui_models["models"]
     return webui_factory(extensions=webui_extensions, checkpoints=[models.sdxl, models.ssd1b, models.sd15]).client()
-
-
-@pytest.fixture(scope="module")
-def forge(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
-    if not webui_installation.is_forge:
-        pytest.skip("the Forges' patcher: A1111 is counted by test_every_module_of_the_sdxl_family_...")
-    checkpoints = [path for family in ("sdxl", "ssd1b") if (path := tiny_webui_models["family_checkpoints"].get(family))]
-    if not checkpoints:
-        family_checkpoint(tiny_webui_models, "sdxl", webui_installation)  # skips, saying how to build it
-    return webui_factory(extensions=webui_extensions, checkpoints=checkpoints,
-                         args=sdxl_size_args(webui_installation)).client()
 
 
 def with_checkpoint(name):
@@ -77,15 +66,3 @@ def test_sd15s_lcm_lora_is_applied_as_before(a1111):
     torch.testing.assert_close(torch.tensor(state["layer_delta"], dtype=torch.float64),
                                expected_delta(state["file"]), rtol=1e-4, atol=1e-5)
 
-
-@pytest.mark.parametrize("family, stem", [("sdxl", "lcm-lora-sdxl"), ("ssd1b", "lcm-lora-ssd-1b")])
-def test_forges_patch_every_module_of_the_sdxl_family_lcm_lora(forge, family, stem, tiny_webui_models,
-                                                               webui_installation):
-    name = family_checkpoint(tiny_webui_models, family, webui_installation).stem
-    result, _ = generate(forge, **with_checkpoint(name), **lcm())
-    patches = forge.get("/lcm-test/v1/unet-patches")
-    keys = patches.get(stem, patches.get("*"))  # Forge: per file; reForge, Forge Classic: all files together
-    lora_file = tiny_webui_models["loras"][f"LCM-LoRA/{stem}.safetensors"]
-    assert len(keys) == len(lora_modules(read_header(lora_file))), "the host patches every module of the file"
-    assert "diffusion_model.output_blocks.2.2.conv.weight" in keys  # the up-block-0 upsampler A1111 < 1.10.1 misnamed
-    assert "LCM-LoRA warning" not in result.infotext and f"LCM-LoRA: {stem}" in result.infotext
