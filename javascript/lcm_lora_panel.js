@@ -182,6 +182,22 @@ var lcmLoraPanel = (function() {
         refreshStatus();
     }
 
+    // Forge 2 picks the checkpoint in its own top bar (the dropdown of class "model_selection"), whose change sets
+    // the server's option without updating the page's `opts`: its value is watched (once a second) instead. The
+    // refresh waits for the host's own change event to reach the server first.
+    var TOP_BAR_CHECKPOINT = ".model_selection input";
+    var TOP_BAR_SETTLE_MS = 1000;
+    var lastTopBar;
+
+    function watchTopBar() {
+        var app = gradioApp();
+        var input = typeof app.querySelector === "function" ? app.querySelector(TOP_BAR_CHECKPOINT) : null;
+        if (!input || !input.value || input.value === lastTopBar) return;
+        var first = lastTopBar === undefined;
+        lastTopBar = input.value;
+        if (!first) setTimeout(refreshStatus, TOP_BAR_SETTLE_MS);
+    }
+
     return Object.freeze({
         handle: handle,
         react: react,
@@ -189,6 +205,7 @@ var lcmLoraPanel = (function() {
         stemFromStatus: stemFromStatus,
         gammaVisibility: gammaVisibility,
         onOptions: onOptions,
+        watchTopBar: watchTopBar,
         refreshStatus: refreshStatus,
     });
 })();
@@ -198,6 +215,7 @@ if (typeof module !== "undefined" && module.exports) {
 } else {
     onUiLoaded(function() {
         lcmLoraPanel.onOptions(true);
+        setInterval(lcmLoraPanel.watchTopBar, 1000);
     });
     onOptionsChanged(lcmLoraPanel.onOptions);
 }

@@ -217,15 +217,18 @@ test("gammaVisibility shows gamma for TCD only, as a gradio update", () => {
 });
 
 // The WebUI loads both files as classic scripts into one page; emulate that.
-function loadInPage(opts) {
+function loadInPage(opts, topBar = null) {
     const clicks = [];
-    const callbacks = {uiLoaded: [], optionsChanged: []};
+    const callbacks = {uiLoaded: [], optionsChanged: [], timers: [], intervals: []};
     const context = {
         console,
         opts,
-        gradioApp: () => ({getElementById: (id) => ({click: () => clicks.push(id)})}),
+        gradioApp: () => ({getElementById: (id) => ({click: () => clicks.push(id)}),
+            querySelector: (selector) => (selector === ".model_selection input" ? topBar : null)}),
         onUiLoaded: (fn) => callbacks.uiLoaded.push(fn),
         onOptionsChanged: (fn) => callbacks.optionsChanged.push(fn),
+        setTimeout: (fn, ms) => callbacks.timers.push([fn, ms]),
+        setInterval: (fn, ms) => callbacks.intervals.push([fn, ms]),
     };
     vm.createContext(context);
     // A1111 includes extension scripts sorted by name: the panel before the prompt helper.
@@ -245,6 +248,33 @@ test("in the page: status refreshed once the UI is up and when the checkpoint ch
     page.context.opts.sd_model_checkpoint = "b.safetensors [2]";
     page.callbacks.optionsChanged[0]();
     assert.equal(page.clicks.length, 4);
+});
+
+test("in the page: Forge's top-bar checkpoint change refreshes the status after the host's own event", () => {
+    const topBar = {value: "a.safetensors [1]"};
+    const page = loadInPage({sd_model_checkpoint: "a.safetensors [1]"}, topBar);
+    page.callbacks.uiLoaded[0]();
+    assert.equal(page.callbacks.intervals.length, 1);
+    const watch = page.callbacks.intervals[0][0];
+    watch();
+    watch();
+    assert.equal(page.callbacks.timers.length, 0, "the first value seen and an unchanged one: no request");
+    topBar.value = "full-sdxl.safetensors [2]";  // the options JSON of the page stays as it was
+    watch();
+    watch();
+    assert.equal(page.callbacks.timers.length, 1);
+    const [refresh, delay] = page.callbacks.timers[0];
+    assert.ok(delay >= 500, "after the host's change event has reached the server");
+    const before = page.clicks.length;
+    refresh();
+    assert.deepEqual(page.clicks.slice(before), ["lcm_lora_txt2img_refresh", "lcm_lora_img2img_refresh"]);
+});
+
+test("in the page: without a top bar (A1111) the watch does nothing", () => {
+    const page = loadInPage({sd_model_checkpoint: "a.safetensors [1]"});
+    page.callbacks.uiLoaded[0]();
+    page.callbacks.intervals[0][0]();
+    assert.equal(page.callbacks.timers.length, 0);
 });
 
 test("in the page: the panel finds the prompt helper loaded after it", () => {

@@ -60,15 +60,27 @@ async function settle(page, tab, predicate, timeout = STEP_TIMEOUT) {
 }
 
 async function chooseDropdown(page, id, value) {
-    const input = page.locator(`#${id} input`);
+    return chooseIn(page, `#${id}`, value);
+}
+
+// `root`: a CSS selector of the dropdown's block.
+async function chooseIn(page, root, value) {
+    const input = page.locator(`${root} input`).first();
     await input.click();
     await input.fill(value);
     // An option is the exact value, or a checkpoint title "<value>.safetensors [hash]".
-    const options = `#${id} ul.options li`;
+    const options = `${root} ul.options li`;
     await page.locator(`${options}[aria-label="${value}"], ${options}[aria-label^="${value}.safetensors"]`).first()
         .click();
-    await page.waitForFunction(([id, value]) => document.querySelector(`#${id} input`).value.startsWith(value), [id, value],
-        {timeout: STEP_TIMEOUT});
+    await page.waitForFunction(([root, value]) => document.querySelector(`${root} input`).value.startsWith(value),
+        [root, value], {timeout: STEP_TIMEOUT});
+}
+
+// The checkpoint dropdown: A1111's quick setting, or Forge 2's own top bar (no setting there).
+async function chooseCheckpoint(page, value) {
+    const root = await page.locator("#setting_sd_model_checkpoint").count() > 0 ? "#setting_sd_model_checkpoint"
+        : ".model_selection";
+    return chooseIn(page, root, value);
 }
 
 // Open the panel like a user does (the InputAccordion switches on with it).
@@ -240,11 +252,11 @@ const scenarios = {
         await smallImages(page, tab);
         await setPrompt(page, tab, "a cat");
         const before = await openPanel(page, tab);
-        await chooseDropdown(page, "setting_sd_model_checkpoint", xl);
+        await chooseCheckpoint(page, xl);
         const after = await settle(page, tab, (v) => v.statusStem === "lcm-lora-sdxl" &&
             v.prompt.includes("lcm-lora-sdxl"), 180000);
         const infotext = await generate(page, tab);
-        await chooseDropdown(page, "setting_sd_model_checkpoint", loaded);
+        await chooseCheckpoint(page, loaded);
         const back = await settle(page, tab, (v) => v.statusStem === "lcm-lora-sdv1-5" &&
             v.prompt.includes("lcm-lora-sdv1-5"), 180000);
         return {before, after, infotext, back};
