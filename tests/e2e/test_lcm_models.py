@@ -25,9 +25,9 @@ SDXL_FAMILY = {"sdxl": "lcm-lora-sdxl", "ssd1b": "lcm-lora-ssd-1b"}
 
 @pytest.fixture(scope="module")
 def sdxl_server(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
-    """A server with the SDXL-family checkpoints this host loads (SDXL first, then SSD-1B, SDXL-inpainting)."""
+    """A server with the SDXL and SSD-1B checkpoints this host loads (SDXL first)."""
     families = tiny_webui_models["family_checkpoints"]
-    checkpoints = [families[family] for family in (*SDXL_FAMILY, "sdxl-inpainting") if family in families]
+    checkpoints = [families[family] for family in SDXL_FAMILY if family in families]
     if not checkpoints:
         family_checkpoint(tiny_webui_models, "sdxl", webui_installation)  # skips, saying how to build it
     return webui_factory(extensions=webui_extensions, checkpoints=checkpoints, args=sdxl_size_args(webui_installation))
@@ -36,6 +36,19 @@ def sdxl_server(webui_factory, webui_extensions, tiny_webui_models, webui_instal
 @pytest.fixture
 def sdxl_webui(sdxl_server, webui_factory):
     return webui_factory.activate(sdxl_server).client()
+
+
+@pytest.fixture(scope="module")
+def sdxl_inpainting_server(webui_factory, webui_extensions, tiny_webui_models, webui_installation):
+    """SDXL-inpainting on a server of its own: reForge keeps the models it switched away from (a third SDXL-size
+    model in one server passed 23 GB RSS on CPU)."""
+    checkpoint = family_checkpoint(tiny_webui_models, "sdxl-inpainting", webui_installation)
+    return webui_factory(extensions=webui_extensions, checkpoints=[checkpoint], args=sdxl_size_args(webui_installation))
+
+
+@pytest.fixture
+def sdxl_inpainting_webui(sdxl_inpainting_server, webui_factory):
+    return webui_factory.activate(sdxl_inpainting_server).client()
 
 
 def checkpoint_name(tiny_webui_models, family, installation):
@@ -129,8 +142,8 @@ INPAINTING = {"sdxl-inpainting": "lcm-lora-sdxl", "sd15": "lcm-lora-sdv1-5", "sd
 def test_inpainting_runs_lcm_with_the_hosts_mask_blending(request, family, only_masked, webui_installation,
                                                           tiny_webui_models):
     name = checkpoint_name(tiny_webui_models, family, webui_installation)
-    # SD 1.5's checkpoints are on the session server, SDXL-inpainting on the SDXL-family one
-    webui = request.getfixturevalue("sdxl_webui" if family == "sdxl-inpainting" else "webui")
+    # SD 1.5's checkpoints are on the session server, SDXL-inpainting on a server of its own
+    webui = request.getfixturevalue("sdxl_inpainting_webui" if family == "sdxl-inpainting" else "webui")
     init = Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8))
     result, probe = generate(
         webui, mode="img2img", init_image=init, mask=encode(mask_image()), inpainting_fill=1,
