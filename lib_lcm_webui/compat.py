@@ -331,20 +331,25 @@ def add_option(key: str, info) -> None:
 
 
 def describable_model(sd_model, sd_models):
-    """`sd_model` if it names its checkpoint, else a stand-in naming the one the host will load next.
+    """The model the next generation uses: `sd_model` when it is the checkpoint selected in Settings, else a
+    stand-in naming the selected one.
 
     Forge loads the checkpoint at the first generation; until then `shared.sd_model` is a placeholder
-    (`FakeInitialModel`) without `sd_checkpoint_info`, and the panel would have nothing to describe.
-    `sd_models.select_checkpoint()` (A1111 and Forge) is the checkpoint selected in Settings, the one that
-    generation loads. None when there is neither.
+    (`FakeInitialModel`) without `sd_checkpoint_info`, and the panel would have nothing to describe. Forge also
+    loads a checkpoint picked in its top bar only at the next generation, so the loaded model is then the previous
+    one. `sd_models.select_checkpoint()` (A1111 and Forge) is the checkpoint selected in Settings, the one that
+    generation loads (on A1111 the loaded one, once loading it has finished). None when there is neither.
     """
-    if getattr(sd_model, "sd_checkpoint_info", None) is not None:
-        return sd_model
+    loaded = getattr(sd_model, "sd_checkpoint_info", None)
     try:
-        info = sd_models.select_checkpoint()
+        selected = sd_models.select_checkpoint()
     except Exception:  # no checkpoint at all (the host raises FileNotFoundError) or a host without it
-        info = None
-    return types.SimpleNamespace(sd_checkpoint_info=info) if info is not None else None
+        selected = None
+    if loaded is not None and (selected is None or getattr(selected, "filename", None) == loaded.filename):
+        return sd_model
+    if selected is not None:
+        return types.SimpleNamespace(sd_checkpoint_info=selected)
+    return sd_model if loaded is not None else None
 
 
 # -- decoding (Live's fast decode) -------------------------------------------------------------------------

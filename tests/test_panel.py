@@ -340,6 +340,25 @@ def test_status_before_forge_loads_the_checkpoint_describes_the_selected_one(tmp
     assert button == {"__type__": "update", "visible": True}  # not installed: Download offered
 
 
+def test_status_after_a_checkpoint_picked_but_not_yet_loaded_describes_the_picked_one(tmp_path):
+    """Forge loads a checkpoint picked in its top bar at the next generation: the loaded model is still the
+    previous one, and the status and tag stayed on its LoRA (browser suite on Forge, SD 1.5 -> SDXL and back)."""
+    from tests.fixtures import tiny
+
+    models = tiny.cached()
+    loaded = types.SimpleNamespace(sd_checkpoint_info=types.SimpleNamespace(filename=str(models.sdxl),
+                                   name_for_extra="tiny-sdxl"), is_sd1=False, is_sd2=False, is_sdxl=True)
+    with fake_host() as host:
+        host.shared.sd_model = loaded
+        host.shared.cmd_opts.lora_dir = str(tmp_path / "Lora")
+        host.sd_models.select_checkpoint = lambda: loaded.sd_checkpoint_info  # A1111: picked = loaded
+        assert 'data-lcm-stem="lcm-lora-sdxl"' in glue.refresh_status()[0]
+        host.sd_models.select_checkpoint = lambda: types.SimpleNamespace(
+            filename=str(models.sd15), name_for_extra="picked-in-top-bar")
+        html, _ = glue.refresh_status()
+    assert 'data-lcm-stem="lcm-lora-sdv1-5"' in html and "picked-in-top-bar" in html
+
+
 def test_download_button_shows_progress_then_the_installed_status(tmp_path, monkeypatch):
     from lib_lcm import download
 
