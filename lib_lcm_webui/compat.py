@@ -331,15 +331,11 @@ def add_option(key: str, info) -> None:
 
 
 def describable_model(sd_model, sd_models):
-    """The model the next generation uses: `sd_model` when it is the checkpoint selected in Settings, else a
-    stand-in naming the selected one.
+    """The model the next generation uses: `sd_model` if it is the selected checkpoint, else a stand-in naming that.
 
-    Forge loads the checkpoint at the first generation; until then `shared.sd_model` is a placeholder
-    (`FakeInitialModel`) without `sd_checkpoint_info`, and the panel would have nothing to describe. Forge also
-    loads a checkpoint picked in its top bar only at the next generation, so the loaded model is then the previous
-    one. `sd_models.select_checkpoint()` (A1111 and Forge) is the checkpoint selected in Settings, the one that
-    generation loads (on A1111 the loaded one, once loading it has finished). None when there is neither.
-    """
+    Forge loads a checkpoint at the next generation: at first `shared.sd_model` is a placeholder without
+    `sd_checkpoint_info`, and after a pick in its top bar it is the previous model. `sd_models.select_checkpoint()`
+    (A1111 and Forge) is the one selected, which that generation loads. None when there is neither."""
     loaded = getattr(sd_model, "sd_checkpoint_info", None)
     try:
         selected = sd_models.select_checkpoint()
