@@ -50,12 +50,12 @@ def before_process(p, args):
 def process(p, sd_model):
     """Script hook: tag every prompt with the loaded checkpoint's LCM-LoRA (panel on) or resolve the alias; a live
     image's decoder is checked against the loaded checkpoint."""
-    settings_asked = generation_state(p).settings
-    if settings_asked is not None and settings_asked.live:
+    state = generation_state(p)
+    if state.settings is not None and state.settings.live:
         live.check_fast_decode(p)
     try:
-        if generation_state(p).enabled:
-            enable_for_loaded_checkpoint(p, sd_model, generation_state(p).settings)
+        if state.enabled:
+            enable_for_loaded_checkpoint(p, sd_model, state.settings)
         else:
             resolve_aliases(p, sd_model)
     except LcmLoraError as e:
