@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.e2e.conftest import TINY_LCM_LORAS, family_checkpoint, sdxl_size_args
-from tests.e2e.test_lcm_webui import SKIP_PREVIEWS, generate, infotext_prompt, lcm
+from tests.e2e.test_lcm_webui import generate, infotext_prompt, lcm, with_checkpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -37,10 +37,6 @@ def custom(webui_factory, webui_extensions, tiny_webui_models, webui_installatio
 
 def checkpoint_for(variant, webui_installation, tiny_webui_models):
     return family_checkpoint(tiny_webui_models, variant, webui_installation).stem
-
-
-def with_checkpoint(name):
-    return {"override_settings": {**SKIP_PREVIEWS["override_settings"], "sd_model_checkpoint": name}}
 
 
 @pytest.mark.parametrize("variant", list(CUSTOM_STEMS))

@@ -15,7 +15,7 @@ from lib_lcm.safetensors_header import read_header
 from lib_lcm.schedules import lcm_timesteps
 from lib_lcm.verification import lora_modules
 from tests.e2e.conftest import family_checkpoint, sdxl_size_args
-from tests.e2e.test_lcm_webui import SKIP_PREVIEWS, generate, infotext_prompt, lcm
+from tests.e2e.test_lcm_webui import generate, infotext_prompt, lcm, with_checkpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -53,10 +53,6 @@ def sdxl_inpainting_webui(sdxl_inpainting_server, webui_factory):
 
 def checkpoint_name(tiny_webui_models, family, installation):
     return family_checkpoint(tiny_webui_models, family, installation).stem
-
-
-def with_checkpoint(name):
-    return {"override_settings": {**SKIP_PREVIEWS["override_settings"], "sd_model_checkpoint": name}}
 
 
 def test_sdxl_alias_resolves_to_the_sdxl_lora(sdxl_webui, tiny_webui_models, webui_installation):

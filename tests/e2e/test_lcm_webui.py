@@ -28,6 +28,11 @@ XYZ_ARGS = {"x_values_dropdown": [], "y_type": 0, "y_values": "", "y_values_drop
             "draw_individual_labels": False, "skip_grid": False, "items_per_grid": 0}
 
 
+def with_checkpoint(name: str) -> dict:
+    """Request fields that generate with checkpoint ``name`` (the host switches to it), previews off."""
+    return {"override_settings": {**SKIP_PREVIEWS["override_settings"], "sd_model_checkpoint": name}}
+
+
 def lcm(**settings):
     return {"alwayson_scripts": {"LCM-LoRA": {"args": [{"enabled": True, **settings}]}}}
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from lib_lcm.safetensors_header import read_header
 from lib_lcm.verification import lora_modules
-from tests.e2e.test_lcm_webui import SKIP_PREVIEWS, generate, lcm
+from tests.e2e.test_lcm_webui import generate, lcm, with_checkpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -28,10 +28,6 @@ def a1111(webui_factory, webui_extensions, tiny_webui_models, webui_installation
                     "test_lcm_models.py::test_sdxl_family_checkpoints_get_their_own_lora)")
     models = tiny_webui_models["models"]
     return webui_factory(extensions=webui_extensions, checkpoints=[models.sdxl, models.ssd1b, models.sd15]).client()
-
-
-def with_checkpoint(name):
-    return {"override_settings": {**SKIP_PREVIEWS["override_settings"], "sd_model_checkpoint": name}}
 
 
 def expected_delta(path, multiplier=1.0):
