@@ -17,6 +17,7 @@ import base64
 import io
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -222,13 +223,32 @@ def test_forge_builtin_controlnet_canny_with_lcm(forge_neighbours, cfg_scale, ro
     assert_lcm_infotext(result.infotext)
     assert "Module: canny" in result.infotext and f"Model: {CONTROLNET_MODEL}" in result.infotext
     # Forge runs cond and uncond rows in one UNet call where memory allows: count rows per step, and
-    # ControlNet once per UNet call on the same rows.
-    assert (unet["rows"], unet["timesteps"][::unet["calls"] // 4]) == (4 * rows_per_step, REFERENCE_TIMESTEPS)
+    # ControlNet once per UNet call on the same rows. Above CFG 1 the negative-prompt rows run where the host's own
+    # sampler runs them: every step, or (Forge Classic) every step but the first (test_lcm_webui's CFG test: why).
+    assert unet["rows"] == hosts_euler_rows(client, cfg_scale)
+    assert unet["rows"] in (4 * rows_per_step, 3 * rows_per_step + 1)
+    assert unet["timesteps"][::unet["calls"] // 4] == REFERENCE_TIMESTEPS
     assert modules["ControlNet"] == {"calls": unet["calls"], "rows": unet["rows"]}
     image = np.asarray(result.image.convert("RGB"), dtype=np.float32)
     assert np.isfinite(image).all() and image.std() > 0
     assert not np.array_equal(image, np.asarray(without.image.convert("RGB"), dtype=np.float32))
     assert "Traceback" not in server.log_text()[log_before:]
+
+
+def hosts_euler_rows(client, cfg_scale: float) -> int:
+    """UNet rows of the host's own Euler, 4 steps at ``cfg_scale`` (no LCM-LoRA, no unit)."""
+    client.post("/lcm-test/v1/unet/reset")
+    client.txt2img(**BASE, sampler_name="Euler", steps=4, cfg_scale=cfg_scale)
+    return client.get("/lcm-test/v1/unet")["rows"]
+
+
+def script_loading_error(server, script_file: str) -> str:
+    """The exception line of the host's "Error loading script" report for ``script_file``; "" when it loaded."""
+    lines = server.log_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if f"Error loading script: {script_file}" in line), None)
+    if start is None:
+        return ""
+    return next((line.strip() for line in lines[start + 1:] if re.match(r"\s*\w+(Error|Exception)\b", line)), "?")
 
 
 def animatediff(model: str) -> dict:
@@ -259,6 +279,8 @@ def test_forge_animatediff_video_with_lcm_one_row_per_frame_per_step(forge_neigh
 def assert_lcm_video(server, client, model: str) -> None:
     """An 8-frame AnimateDiff video at CFG 1 with the LCM-LoRA panel on: the GIF and the frames, one UNet call per
     step with one row per frame, the motion modules once per UNet call, our sampler names unique."""
+    error = script_loading_error(server, "animatediff.py")
+    assert not error, f"sd-webui-animatediff does not load in this host (before any generation): {error}"
     scripts = {**lcm(1.0), **animatediff(model)}
     log_before = len(server.log_text())
     result, unet, modules = counted(client, lambda: client.txt2img(**BASE, alwayson_scripts=scripts),
