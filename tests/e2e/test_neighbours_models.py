@@ -6,17 +6,16 @@ The server loads the slim checkpoint (tests/fixtures/slim.py: SD 1.5's UNet exac
 rank-64 LCM-LoRA, and the full-size random stand-ins of tests/fixtures/neighbour_models.py: an SD 1.5 canny
 ControlNet and AnimateDiff v3 / AnimateLCM motion modules (both built and cached on first use, ~4.2 GB with the slim
 model). On the Forges (``LCM_E2E_FORGE_MODELS``: their SD 1.5 checkpoint): their built-in ControlNet with the same
-stand-in, and where ``LCM_NEIGHBOURS_DIR`` holds it, sd-webui-animatediff's Forge branch (``forge/master``, for
-the Forges on ``ldm_patched``: reForge, Forge Classic) with the same motion modules. Counted by the probe
+stand-in (AnimateDiff's Forge branch: tests/e2e/test_neighbours_forge_animatediff.py). Counted by the probe
 extension: UNet calls, rows and timesteps, and the calls of ControlNet's `ControlNet` and AnimateDiff's
 `VanillaTemporalModule` modules.
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
-import os
 import re
 import subprocess
 import time
@@ -78,50 +77,32 @@ def full_size(webui_installation, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def forge_neighbours(webui_installation, tiny_webui_models, webui_env, tmp_path_factory):
-    """(server, client, present neighbour names): a Forge with its built-in ControlNet and the stand-in ControlNet,
-    Forge's SD 1.5 checkpoint (``LCM_E2E_FORGE_MODELS``: SD 1.5's UNet with the full CLIP-L and VAE Forge builds),
-    and sd-webui-animatediff's Forge branch with the stand-in motion modules where the folder holds it and the host
-    can run it (``forge_animatediff``)."""
+    """(server, client): a Forge with its built-in ControlNet, the stand-in ControlNet and Forge's SD 1.5 checkpoint
+    (``LCM_E2E_FORGE_MODELS``: SD 1.5's UNet with the full CLIP-L and VAE Forge builds)."""
     if not webui_installation.is_forge:
         pytest.skip("Forge's built-in ControlNet: runs on the Forges")
-    found = forge_animatediff(webui_installation)
-    root = tmp_path_factory.mktemp("forge-neighbours")
-    stand_ins = neighbour_models.cached()
+    with forge_server(webui_installation, tiny_webui_models, webui_env, tmp_path_factory.mktemp("forge-cn")) as server:
+        yield server, server.client()
+
+
+@contextlib.contextmanager
+def forge_server(installation, tiny_webui_models, webui_env, root: Path, extensions=None, config=None):
+    """A started Forge with ours, the probe, ``extensions``, the stand-in ControlNet in its ControlNet folder and
+    ``config`` as its config.json (the Forges' /sdapi/v1/options cannot set an extension's setting: footnote 5)."""
     data_dir = DataDir.create(root / "data", [tiny_webui_models["sd15_checkpoint"]], tiny_webui_models["loras"],
-                              {**found, EXTENSION_NAME: REPO_ROOT, "lcm-test-probe": PROBE_EXTENSION})
+                              {**(extensions or {}), EXTENSION_NAME: REPO_ROOT, "lcm-test-probe": PROBE_EXTENSION})
     controlnet_dir = data_dir.root / "models" / "ControlNet"
     controlnet_dir.mkdir(parents=True, exist_ok=True)
-    (controlnet_dir / neighbour_models.CONTROLNET_FILE).symlink_to(stand_ins.controlnet)
-    # The motion-module folder goes in through the config file: the Forges' /sdapi/v1/options cannot set an
-    # extension's setting (README, footnote 5), and AnimateDiff reads this one straight from the options' data.
-    (data_dir.root / "config.json").write_text(json.dumps({"animatediff_model_path": str(
-        stand_ins.motion_module.parent)}))
-    server = WebUIServer(installation=webui_installation, data_dir=data_dir, extra_env=dict(webui_env))
+    (controlnet_dir / neighbour_models.CONTROLNET_FILE).symlink_to(neighbour_models.cached().controlnet)
+    if config:
+        (data_dir.root / "config.json").write_text(json.dumps(config))
+    server = WebUIServer(installation=installation, data_dir=data_dir, extra_env=dict(webui_env))
     try:
         server.prepare(timeout=900)
         server.start(timeout=600)
-        yield server, server.client(), set(found)
+        yield server
     finally:
         server.stop()
-
-
-def has_ldm_patched_backend(installation) -> bool:
-    """Forge before 2.0, reForge and Forge Classic run on ``ldm_patched``; Forge 2 replaced it with ``backend``."""
-    return (installation.webui_dir / "ldm_patched").is_dir()
-
-
-def forge_animatediff(installation) -> dict[str, Path]:
-    """{"sd-webui-animatediff": its checkout} when ``LCM_NEIGHBOURS_DIR`` holds one and this Forge can run it.
-
-    On the Forges only the extension's Forge branch (``forge/master``) runs: it drives the host's ``UnetPatcher``
-    and ``ldm_patched``, which the A1111 branch knows nothing of. A checkout of the A1111 branch there is a
-    set-up mistake, said as such."""
-    folder = Path(os.environ[NEIGHBOURS_ENV]) / "sd-webui-animatediff"
-    if not folder.is_dir() or not has_ldm_patched_backend(installation):
-        return {}
-    if "modules_forge" not in (folder / "scripts" / "animatediff_mm.py").read_text():
-        pytest.fail(f"{folder} is sd-webui-animatediff's A1111 branch: on a Forge check out its forge/master branch")
-    return {"sd-webui-animatediff": folder}
 
 
 def need(found: set, name: str) -> None:
@@ -215,7 +196,7 @@ def test_controlnet_canny_img2img_with_lcm(full_size):
 def test_forge_builtin_controlnet_canny_with_lcm(forge_neighbours, cfg_scale, rows_per_step):
     import numpy as np
 
-    server, client, _ = forge_neighbours
+    server, client = forge_neighbours
     scripts = {**lcm(cfg_scale), "ControlNet": {"args": [canny_unit(controlnet_model(client))]}}
     log_before = len(server.log_text())
     result, unet, modules = counted(client, lambda: client.txt2img(**BASE, alwayson_scripts=scripts), ("ControlNet",))
@@ -262,16 +243,6 @@ MOTION_MODULES = [neighbour_models.MOTION_MODULE_FILE, neighbour_models.ANIMATEL
 @pytest.mark.parametrize("model", MOTION_MODULES)
 def test_animatediff_video_with_lcm_one_row_per_frame_per_step(full_size, model):
     server, client, found = full_size
-    need(found, "sd-webui-animatediff")
-    assert_lcm_video(server, client, model)
-
-
-@pytest.mark.parametrize("model", MOTION_MODULES)
-def test_forge_animatediff_video_with_lcm_one_row_per_frame_per_step(forge_neighbours, webui_installation, model):
-    server, client, found = forge_neighbours
-    if not has_ldm_patched_backend(webui_installation):
-        pytest.skip("host limitation: sd-webui-animatediff's Forge branch needs the ldm_patched backend "
-                    "(reForge, Forge Classic, Forge before 2.0); Forge 2 replaced it")
     need(found, "sd-webui-animatediff")
     assert_lcm_video(server, client, model)
 

@@ -47,9 +47,18 @@ def _count(_module, args, kwargs):
 def _count_module(module, _args, output):
     counts = MODULE_COUNTS.get(type(module).__name__)
     if counts is not None:
-        first = output[0] if isinstance(output, (list, tuple)) else output
+        first = _first_tensor(output)
         counts["calls"] += 1
-        counts["rows"] += int(first.shape[0]) if hasattr(first, "shape") else 0
+        counts["rows"] += int(first.shape[0]) if first is not None else 0
+
+
+def _first_tensor(output):
+    """The first tensor in a module's output: itself, or inside a list/tuple or a dict (reForge's ControlNet returns
+    {"input": [...], "middle": [...], "output": [...]})."""
+    if hasattr(output, "shape"):
+        return output
+    items = output.values() if isinstance(output, dict) else output if isinstance(output, (list, tuple)) else ()
+    return next((found for found in map(_first_tensor, items) if found is not None), None)
 
 
 def _install_hook():
