@@ -89,11 +89,20 @@ def start_with(extensions: dict[str, Path], installation, models, env, root: Pat
     server = WebUIServer(installation, data_dir, extra_env=dict(env))
     try:
         server.prepare(timeout=900)
-        server.start(timeout=300)
+        load_scripts(server.start(timeout=300))
     except BaseException:
         server.stop()
         raise
     return server, made
+
+
+def load_scripts(client) -> None:
+    """Have the host load its scripts and register the extensions' settings. A1111 up to 1.7 with ``--nowebui``
+    does both at the first txt2img request only (modules/api/api.py, text2imgapi: initialize_scripts, then
+    create_ui, which runs the on_ui_settings callbacks); until then /sdapi/v1/scripts lists nothing and setting an
+    extension's option fails with KeyError. From 1.8 the API does it at start-up: nothing to do then."""
+    if not client.get("/sdapi/v1/scripts")["txt2img"]:
+        client.txt2img(**BASE, steps=1)
 
 
 @pytest.fixture(scope="module")

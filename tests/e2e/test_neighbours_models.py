@@ -25,6 +25,7 @@ from tests.e2e.test_neighbours import (
     NEIGHBOURS_ENV,
     REFERENCE_TIMESTEPS,
     assert_lcm_infotext,
+    load_scripts,
     our_errors,
     present_neighbours,
 )
@@ -64,6 +65,7 @@ def full_size(webui_installation, tmp_path_factory):
         server.prepare(timeout=900)
         server.start(timeout=600)
         client = server.client()
+        load_scripts(client)
         # AnimateDiff reads motion modules from one folder (its setting; default: inside its own checkout)
         client.post("/sdapi/v1/options", {"animatediff_model_path": str(stand_ins.motion_module.parent)})
         yield server, client, set(found)
