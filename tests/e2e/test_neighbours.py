@@ -32,6 +32,7 @@ import pytest
 
 from lib_lcm.schedules import lcm_timesteps
 from tests.e2e.conftest import EXTENSION_NAME, PROBE_EXTENSION
+from tests.e2e.test_lcm_webui import HOST_LCM_SINCE
 from tests.e2e.webui import REPO_ROOT, DataDir, WebUIServer
 
 NEIGHBOURS_ENV = "LCM_NEIGHBOURS_DIR"
@@ -259,11 +260,15 @@ def test_no_error_or_traceback_from_our_extension_in_the_log(neighbours):
     assert our_errors(server) == []
 
 
-def test_old_animatediff_lcm_sampler_leaves_ours_unique_and_working(old_animatediff):
+def test_old_animatediff_lcm_sampler_leaves_ours_unique_and_working(old_animatediff, webui_version):
     client = old_animatediff.client()
     names = [sampler["name"] for sampler in client.get("/sdapi/v1/samplers")]
-    assert names.count("LCM") == 2  # the host's and AnimateDiff's: the collision of sd-webui-animatediff#413
-    assert sorted(n for n in set(names) if names.count(n) > 1) == ["LCM"]
+    if webui_version >= HOST_LCM_SINCE:
+        assert names.count("LCM") == 2  # the host's and AnimateDiff's: the collision of sd-webui-animatediff#413
+        assert sorted(n for n in set(names) if names.count(n) > 1) == ["LCM"]
+    else:  # no built-in "LCM" before 1.8: AnimateDiff's is the only one
+        assert names.count("LCM") == 1
+        assert sorted(n for n in set(names) if names.count(n) > 1) == []
     assert names.count("LCM-LoRA") == 1 and names.count("LCM-LoRA TCD") == 1
     infotext, probe = generate(client, alwayson_scripts=LCM_ON)
     assert_lcm_infotext(infotext)
