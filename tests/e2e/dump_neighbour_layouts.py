@@ -22,7 +22,7 @@ def main(controlnet_dir, animatediff_dir):
                     os.path.join(webui, "repositories", "generative-models")]
     sys.argv = sys.argv[:1]  # the host's option parser reads them
     import torch
-    from modules import shared  # noqa: F401  (initialises the host's options)
+    from modules import shared
 
     import scripts as host_scripts  # the extension's modules import as scripts.<name>
 
@@ -33,12 +33,21 @@ def main(controlnet_dir, animatediff_dir):
     from scripts import cldm
 
     config = {**copy.deepcopy(controlnet_default_config), "hint_channels": 3, "use_fp16": False}
+    if getattr(shared, "opts", None) is None:
+        # AnimateDiff before 2.0 (e.g. v1.13.1) imports the host's sd_hijack, whose imports read the host's
+        # options: set them up as the WebUI does at start (A1111 1.6+; here they stay None until then).
+        from modules import shared_init
+
+        shared_init.initialize()
+        from modules import processing  # noqa: F401  (first, as the WebUI does: sd_hijack alone imports circularly)
     sys.path.insert(0, animatediff_dir)
     import motion_module
 
     with torch.device("meta"):
         layouts = {"controlnet_sd15": shapes_of(cldm.ControlNet(**config).state_dict(), "control_model.")}
         for name, kind in (("mm_sd15_v3", "AnimateDiffV3"), ("animatelcm_sd15", "AnimateLCM")):
+            if not hasattr(motion_module.MotionModuleType, kind):  # AnimateLCM: since 2024-07 (v2.0.1-a)
+                continue
             wrapper = motion_module.MotionWrapper("x", "x", getattr(motion_module.MotionModuleType, kind))
             # the released AnimateLCM file stores no positional encodings (the extension loads it non-strict)
             layouts[name] = shapes_of(wrapper.state_dict(), drop_pe=kind == "AnimateLCM")

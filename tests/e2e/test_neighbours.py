@@ -32,6 +32,7 @@ import pytest
 
 from lib_lcm.schedules import lcm_timesteps
 from tests.e2e.conftest import EXTENSION_NAME, PROBE_EXTENSION
+from tests.e2e.test_lcm_webui import HOST_LCM_SINCE
 from tests.e2e.webui import REPO_ROOT, DataDir, WebUIServer
 
 NEIGHBOURS_ENV = "LCM_NEIGHBOURS_DIR"
@@ -89,11 +90,20 @@ def start_with(extensions: dict[str, Path], installation, models, env, root: Pat
     server = WebUIServer(installation, data_dir, extra_env=dict(env))
     try:
         server.prepare(timeout=900)
-        server.start(timeout=300)
+        load_scripts(server.start(timeout=300))
     except BaseException:
         server.stop()
         raise
     return server, made
+
+
+def load_scripts(client) -> None:
+    """Have the host load its scripts and register the extensions' settings. A1111 up to 1.7 with ``--nowebui``
+    does both at the first txt2img request only (modules/api/api.py, text2imgapi: initialize_scripts, then
+    create_ui, which runs the on_ui_settings callbacks); until then /sdapi/v1/scripts lists nothing and setting an
+    extension's option fails with KeyError. From 1.8 the API does it at start-up: nothing to do then."""
+    if not client.get("/sdapi/v1/scripts")["txt2img"]:
+        client.txt2img(**BASE, steps=1)
 
 
 @pytest.fixture(scope="module")
@@ -250,11 +260,15 @@ def test_no_error_or_traceback_from_our_extension_in_the_log(neighbours):
     assert our_errors(server) == []
 
 
-def test_old_animatediff_lcm_sampler_leaves_ours_unique_and_working(old_animatediff):
+def test_old_animatediff_lcm_sampler_leaves_ours_unique_and_working(old_animatediff, webui_version):
     client = old_animatediff.client()
     names = [sampler["name"] for sampler in client.get("/sdapi/v1/samplers")]
-    assert names.count("LCM") == 2  # the host's and AnimateDiff's: the collision of sd-webui-animatediff#413
-    assert sorted(n for n in set(names) if names.count(n) > 1) == ["LCM"]
+    if webui_version >= HOST_LCM_SINCE:
+        assert names.count("LCM") == 2  # the host's and AnimateDiff's: the collision of sd-webui-animatediff#413
+        assert sorted(n for n in set(names) if names.count(n) > 1) == ["LCM"]
+    else:  # no built-in "LCM" before 1.8: AnimateDiff's is the only one
+        assert names.count("LCM") == 1
+        assert sorted(n for n in set(names) if names.count(n) > 1) == []
     assert names.count("LCM-LoRA") == 1 and names.count("LCM-LoRA TCD") == 1
     infotext, probe = generate(client, alwayson_scripts=LCM_ON)
     assert_lcm_infotext(infotext)
