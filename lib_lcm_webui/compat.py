@@ -343,9 +343,7 @@ def describable_model(sd_model, sd_models):
         selected = None
     if loaded is not None and (selected is None or getattr(selected, "filename", None) == loaded.filename):
         return sd_model
-    if selected is not None:
-        return types.SimpleNamespace(sd_checkpoint_info=selected)
-    return sd_model if loaded is not None else None
+    return types.SimpleNamespace(sd_checkpoint_info=selected) if selected is not None else None
 
 
 # -- decoding (Live's fast decode) -------------------------------------------------------------------------

@@ -26,9 +26,11 @@ import pytest
 from lib_lcm.schedules import lcm_timesteps
 from tests.e2e.conftest import EXTENSION_NAME, PROBE_EXTENSION, tiny_registry
 from tests.e2e.test_neighbours import (
+    BASE,
     NEIGHBOURS_ENV,
     REFERENCE_TIMESTEPS,
     assert_lcm_infotext,
+    generate,
     load_scripts,
     our_errors,
     present_neighbours,
@@ -38,8 +40,6 @@ from tests.fixtures import neighbour_models, slim
 
 pytestmark = pytest.mark.e2e
 CONTROLNET_MODEL = Path(neighbour_models.CONTROLNET_FILE).stem
-BASE = {"prompt": "a photo of a cat", "negative_prompt": "blurry", "width": 64, "height": 64, "seed": 1234,
-        "override_settings": {"live_previews_enable": False}}
 FRAMES = 8
 # Per UNet call of an SD 1.5 UNet: 8 motion modules in the down blocks and 12 in the up blocks (v3), +1 in the
 # middle block (AnimateLCM).
@@ -220,9 +220,7 @@ def test_forge_builtin_controlnet_canny_with_lcm(forge_neighbours, cfg_scale, ro
 
 def hosts_euler_rows(client, cfg_scale: float) -> int:
     """UNet rows of the host's own Euler, 4 steps at ``cfg_scale`` (no LCM-LoRA, no unit)."""
-    client.post("/lcm-test/v1/unet/reset")
-    client.txt2img(**BASE, sampler_name="Euler", steps=4, cfg_scale=cfg_scale)
-    return client.get("/lcm-test/v1/unet")["rows"]
+    return generate(client, sampler_name="Euler", steps=4, cfg_scale=cfg_scale)[1]["rows"]
 
 
 def script_loading_error(server, script_file: str) -> str:
