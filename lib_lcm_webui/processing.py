@@ -7,7 +7,9 @@ into p.all_prompts / p.all_hr_prompts in process (before any batch parses its ex
 from __future__ import annotations
 
 import functools
+import json
 import os
+import re
 
 from modules import shared
 
@@ -25,13 +27,17 @@ from lib_lcm.weights import download, registry
 from lib_lcm.weights.errors import WeightsError
 from lib_lcm.weights.progress import progress_text
 from lib_lcm.weights.verification import lora_modules
-from lib_lcm_webui import compat, live, settings
+from lib_lcm_webui import live, settings
 from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint
+from lib_lcm_webui.compat import forge, lora_loader, sampler_api
 from lib_lcm_webui.console import say_once
 from lib_lcm_webui.state import LcmLoraError, fail_generation, generation_state, update_generation_state
 
-# The infotext keys our paste handling needs back on 1.6 (see compat.restore_infotext_keys).
+# The infotext keys our paste handling needs back on 1.6 (see restore_infotext_keys).
 INFOTEXT_KEYS = (*(param.infotext for param in PARAMS if param.infotext), INFOTEXT_VARIANT, INFOTEXT_WARNING)
+# The host's infotext "key: value" pattern from 1.7 on (`re_param_code`); 1.6 allowed only `[\w ]+` in keys,
+# so it read "LCM-LoRA weight: 0.75" as "LoRA weight: 0.75".
+_INFOTEXT_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
 
 def before_process(p, args):
@@ -76,13 +82,13 @@ def apply_settings(p, lcm_settings: LcmSettings):
     """Sampler, steps, CFG (and the hires pass's) as the panel says; infotext records the rest."""
     hires = getattr(p, "enable_hr", False)
     p.sampler_name = lcm_settings.sampler_name
-    compat.reset_schedule_types(p, hires=hires)
+    sampler_api.reset_schedule_types(p, hires=hires)
     p.steps = lcm_settings.steps
     p.cfg_scale = lcm_settings.cfg_scale
     if hires:
         p.hr_sampler_name = lcm_settings.sampler_name
         p.hr_second_pass_steps = 0  # 0 = same as steps: the LCM step count
-        compat.set_hires_cfg_scale(p, lcm_settings.cfg_scale)
+        forge.set_hires_cfg_scale(p, lcm_settings.cfg_scale)
 
     params = p.extra_generation_params
     params["LCM-LoRA weight"] = lcm_settings.weight
@@ -156,14 +162,32 @@ def ensure_lora_file(variant: str, stem: str):
 
 def on_infotext_pasted(infotext: str, params: dict):
     """Our infotext keys hold a "-", which A1111 1.6's paste parser cuts off; put them back for the panel."""
-    compat.restore_infotext_keys(infotext, params, INFOTEXT_KEYS)
+    restore_infotext_keys(infotext, params, INFOTEXT_KEYS)
 
+
+
+def restore_infotext_keys(infotext: str, params: dict, keys) -> None:
+    """For `on_infotext_pasted`: add those of `keys` that the host's parser missed (1.6: every key with a "-")
+    from the infotext's last line, unquoted like the host does. Keys the host parsed are left as they are."""
+    wanted = set(keys) - set(params)
+    if not wanted:
+        return
+    last_line = infotext.strip().split("\n")[-1]
+    for key, value in _INFOTEXT_PARAM.findall(last_line):
+        if key not in wanted:
+            continue
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        params[key] = value
 
 def check_lora_modules(p) -> None:
     """Script hook (after the host activated the prompt's LoRAs): say, once in the console and in the infotext,
     when the host applies fewer modules of one of our LCM-LoRA files than the file holds."""
     for stem in registry.stems():
-        applied = compat.applied_lora_modules(stem)
+        applied = lora_loader.applied_lora_modules(stem)
         if applied is None:
             continue
         count, path = applied

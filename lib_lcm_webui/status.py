@@ -13,8 +13,9 @@ from lib_lcm.weights import download, registry
 from lib_lcm.weights.errors import WeightsError
 from lib_lcm.weights.lora_files import weights_status
 from lib_lcm.weights.progress import progress_text
-from lib_lcm_webui import compat, live
+from lib_lcm_webui import live
 from lib_lcm_webui.checkpoint import ARCHITECTURE_NAMES, detect_loaded_checkpoint
+from lib_lcm_webui.compat import forge
 from lib_lcm_webui.downloads import DownloadRunning, exclusive_download
 
 
@@ -105,7 +106,7 @@ def current_status(problem: str | None = None) -> PanelStatus:
     """Status for the WebUI's loaded checkpoint (waits while the host is still loading it); `problem`
     replaces the usual text."""
     try:
-        sd_model = compat.describable_model(shared.sd_model, sd_models)
+        sd_model = forge.describable_model(shared.sd_model, sd_models)
     except Exception as e:  # the host failed to load any checkpoint
         return PanelStatus(problem=f"No checkpoint is loaded ({e}).")
     status = replace(panel_status(sd_model, shared.cmd_opts.lora_dir), note=live.fast_decode_note())
