@@ -30,7 +30,7 @@ from lib_lcm.params import (
 from lib_lcm.weights import registry
 from lib_lcm_webui import live_ui, settings
 from lib_lcm_webui.live_ui import LIVE_REQUEST, LIVE_SWITCH
-from lib_lcm_webui.status import PLACEHOLDER, download_weights, refresh_status, status_html
+from lib_lcm_webui.status import PLACEHOLDER, on_download_click, refresh_status, status_html
 
 # The host's controls the page logic switches, by the name the page logic knows them under.
 # (`{tab}` is txt2img or img2img; hires controls exist in txt2img only, schedule types from 1.9 on.)
@@ -150,7 +150,7 @@ def _wire_panel(components, download, refresh):
     status_outputs = [components["status"], download]
     components["enabled"].change(fn=refresh_status, inputs=[], outputs=status_outputs, show_progress=False)
     refresh.click(fn=refresh_status, inputs=[], outputs=status_outputs, show_progress=False)
-    download.click(fn=download_weights, inputs=[], outputs=status_outputs, show_progress=False)
+    download.click(fn=on_download_click, inputs=[], outputs=status_outputs, show_progress=False)
     components["mode"].change(fn=None, _js="lcmLoraPanel.gammaVisibility", inputs=[components["mode"]],
                               outputs=[components["gamma"]], show_progress=False)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 
 from modules import shared
@@ -18,6 +17,7 @@ from lib_lcm.params import (
     INFOTEXT_VARIANT,
     INFOTEXT_WARNING,
     PARAMS,
+    PARAMS_BY_KEY,
     LcmSettings,
     SettingsError,
     parse_script_args,
@@ -28,10 +28,16 @@ from lib_lcm.weights.errors import WeightsError
 from lib_lcm.weights.progress import progress_text
 from lib_lcm.weights.verification import lora_modules
 from lib_lcm_webui import live, settings
-from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint
+from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint, mtime_ns
 from lib_lcm_webui.compat import forge, lora_loader, sampler_api
 from lib_lcm_webui.console import say_once
-from lib_lcm_webui.state import LcmLoraError, fail_generation, generation_state, update_generation_state
+from lib_lcm_webui.state import (
+    LcmLoraError,
+    add_infotext_warning,
+    defer_failure_to_sampler,
+    generation_state,
+    update_generation_state,
+)
 
 # The infotext keys our paste handling needs back on 1.6 (see restore_infotext_keys).
 INFOTEXT_KEYS = (*(param.infotext for param in PARAMS if param.infotext), INFOTEXT_VARIANT, INFOTEXT_WARNING)
@@ -45,7 +51,7 @@ def before_process(p, args):
     try:
         lcm_settings = settings_for(p, args)
     except SettingsError as e:
-        fail_generation(p, str(e))
+        defer_failure_to_sampler(p, str(e))
         return
     update_generation_state(p, settings=lcm_settings)
     if lcm_settings.enabled:
@@ -66,7 +72,7 @@ def process(p, sd_model):
         else:
             resolve_aliases(p, sd_model)
     except LcmLoraError as e:
-        fail_generation(p, str(e))
+        defer_failure_to_sampler(p, str(e))
 
 
 def settings_for(p, args) -> LcmSettings:
@@ -91,11 +97,11 @@ def apply_settings(p, lcm_settings: LcmSettings):
         forge.set_hires_cfg_scale(p, lcm_settings.cfg_scale)
 
     params = p.extra_generation_params
-    params["LCM-LoRA weight"] = lcm_settings.weight
-    params["LCM-LoRA mode"] = lcm_settings.mode
+    params[PARAMS_BY_KEY["weight"].infotext] = lcm_settings.weight
+    params[PARAMS_BY_KEY["mode"].infotext] = lcm_settings.mode
     if lcm_settings.warnings and settings.warnings_enabled():
-        params[INFOTEXT_WARNING] = "; ".join(lcm_settings.warnings)
         for warning in lcm_settings.warnings:
+            add_infotext_warning(p, warning)
             print(f"LCM-LoRA warning: {warning}")
 
 
@@ -130,14 +136,13 @@ def supported_checkpoint(sd_model) -> CheckpointVariant:
 def resolve_aliases(p, sd_model):
     """`<lora:lcm>` typed by the user becomes the loaded checkpoint's LCM-LoRA (panel on or off)."""
     if not prompts_with_alias(p):
-        return None
+        return
     found = supported_checkpoint(sd_model)
     stems = registry.stems()
     _map_prompts(p, lambda text: prompt_tags.resolve_lcm_alias(text, found.stem, stems))
-    return found
 
 
-def enable_for_loaded_checkpoint(p, sd_model, lcm_settings: LcmSettings) -> CheckpointVariant:
+def enable_for_loaded_checkpoint(p, sd_model, lcm_settings: LcmSettings) -> None:
     """Resolve the variant for the loaded checkpoint, make sure its file is there, tag every prompt once."""
     found = supported_checkpoint(sd_model)
     ensure_lora_file(found.variant, found.stem)
@@ -145,7 +150,6 @@ def enable_for_loaded_checkpoint(p, sd_model, lcm_settings: LcmSettings) -> Chec
     _map_prompts(p, lambda text: prompt_tags.apply_lcm_tag(
         text, found.stem, lcm_settings.weight, stems, respect_user_weight=True))
     p.extra_generation_params[INFOTEXT_VARIANT] = found.stem
-    return found
 
 
 def ensure_lora_file(variant: str, stem: str):
@@ -191,20 +195,12 @@ def check_lora_modules(p) -> None:
         if applied is None:
             continue
         count, path = applied
-        expected = _module_count(path, _mtime_ns(path))
+        expected = _module_count(path, mtime_ns(path))
         if expected and count < expected:
             message = (f"the WebUI applied {count} of the {expected} modules of {stem}: the image is not what "
                        "LCM-LoRA was trained to give; update this extension, or report it with your WebUI version")
             say_once(f"LCM-LoRA warning: {message}")
-            params = p.extra_generation_params
-            params[INFOTEXT_WARNING] = "; ".join(filter(None, (params.get(INFOTEXT_WARNING), message)))
-
-
-def _mtime_ns(path):
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
+            add_infotext_warning(p, message)
 
 
 @functools.lru_cache(maxsize=16)

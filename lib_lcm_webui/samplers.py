@@ -21,7 +21,7 @@ from lib_lcm.params import DEFAULTS, PARAMS_BY_KEY, SAMPLER_LCM, SAMPLER_NAMES, 
 from lib_lcm.sampling import uncond_pass_is_redundant
 from lib_lcm.schedules import img2img_plan
 from lib_lcm_webui.compat import cfg_skip, forge, sampler_api
-from lib_lcm_webui.state import abort_generation, generation_state, raise_pending_error
+from lib_lcm_webui.state import abort_generation, add_infotext_warning, generation_state, raise_pending_error
 
 FORGE = forge.forge_sampling()
 
@@ -136,7 +136,7 @@ class LcmSampler(sd_samplers_kdiffusion.KDiffusionSampler):
         except ValueError as e:
             abort_generation(str(e))
         if warning:
-            p.extra_generation_params["LCM-LoRA warning"] = warning
+            add_infotext_warning(p, warning)
             print(f"LCM-LoRA: {warning}")
         sigmas = self.get_sigmas(p, steps, strength=strength)
         xi = sampler_api.noised_latent(shared.sd_model, x, noise, sigmas[0])
@@ -151,7 +151,7 @@ class TcdSampler(LcmSampler):
 
     def sampler_kwargs(self, p, x):
         gamma = tcd_gamma(p)
-        p.extra_generation_params["TCD gamma"] = gamma
+        p.extra_generation_params[PARAMS_BY_KEY["gamma"].infotext] = gamma
         return {**super().sampler_kwargs(p, x), "gamma": gamma, "alphas_cumprod": alphas_cumprod_of(self.model_wrap)}
 
 

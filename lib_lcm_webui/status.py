@@ -16,7 +16,7 @@ from lib_lcm.weights.progress import progress_text
 from lib_lcm_webui import live
 from lib_lcm_webui.checkpoint import ARCHITECTURE_NAMES, detect_loaded_checkpoint
 from lib_lcm_webui.compat import forge
-from lib_lcm_webui.downloads import DownloadRunning, exclusive_download
+from lib_lcm_webui.download_guard import DownloadRunning, exclusive_download
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def refresh_status():
     return status_outputs(current_status())
 
 
-def download_weights():
+def on_download_click():
     """Generator for the Download button: the status line shows the progress, then the result.
 
     A click is the user's consent, so this downloads whatever the settings' download policy says.

@@ -26,6 +26,7 @@ import torch
 from lib_lcm import sampling, schedules
 from lib_lcm.params import LcmSettings
 from lib_lcm.schedules import scaled_linear_alphas_cumprod
+from tests.fake_webui import CFGDenoiser as A1111CFGDenoiser
 from tests.fake_webui import FakeP, MultiCond, fake_webui, installed_modules
 
 BATCH = 2
@@ -137,14 +138,8 @@ def make_sampling_function_module(events, name=FORGE2):
 
 
 def make_cfg_denoiser(sampling_function_module):
-    class CFGDenoiser(torch.nn.Module):
-        def __init__(self, sampler):
-            super().__init__()
-            self.sampler = sampler
-            self.model_wrap = None
-            self.step = 0
-            self.p = None
-            self.mask = None
+    class CFGDenoiser(A1111CFGDenoiser):
+        """A1111's fake with Forge's forward: the UNet runs through Forge's sampling function."""
 
         @property
         def inner_model(self):

@@ -135,6 +135,15 @@ def test_img2img_with_too_little_strength_for_the_steps_runs_fewer_and_says_so(h
     assert "allows at most 5" in p.extra_generation_params["LCM-LoRA warning"]
 
 
+def test_img2img_step_warning_keeps_the_warnings_set_before_it(host):
+    p = FakeP(cfg_scale=3.0, steps=8, denoising_strength=0.1)
+    p.extra_generation_params["LCM-LoRA warning"] = "CFG 3 > 2 over-saturates LCM-LoRA images; use 1-2"
+    run_img2img(host, p)
+    assert p.extra_generation_params["LCM-LoRA warning"] == (
+        "CFG 3 > 2 over-saturates LCM-LoRA images; use 1-2; "
+        "denoising strength 0.1 allows at most 5 LCM steps; ran 5 instead of 8")
+
+
 def test_tcd_sampler_runs_and_records_gamma(host):
     cond, uncond = conds()
     p = FakeP(cfg_scale=1.0, steps=4)
