@@ -135,6 +135,17 @@ class Installation:
         `--ckpt` as an abbreviation of `--ckpt-dirs`) and loads the `sd_model_checkpoint` option instead."""
         return self.defines("--ckpt")
 
+    def config_stamp(self) -> dict[str, str]:
+        """The version stamp the host writes into a new config.json and checks at every start: Forge Neo's
+        `VERSION_UID` (modules/launch_utils.py), without which its launch.py stops at a "clean reinstall" prompt
+        waiting for Enter. {} for the other hosts."""
+        try:
+            source = (self.webui_dir / "modules" / "launch_utils.py").read_text(encoding="utf-8")
+        except OSError:
+            return {}
+        match = re.search(r'^VERSION_UID\b[^=\n]*=\s*"([^"]+)"', source, re.M)
+        return {"VERSION_UID": match[1]} if match else {}
+
     @property
     def base_args(self) -> tuple[str, ...]:
         """BASE_ARGS without the OPTIONAL_ARGS this checkout does not define."""
@@ -339,14 +350,18 @@ class WebUIServer:
             "--data-dir", str(self.data_dir.root), *checkpoint, *self.extra_args, *more,
         ]
 
-    def _select_checkpoint(self) -> None:
-        """Where the host has no `--ckpt`: the data dir's config.json selects the checkpoint, at every (re)start as
-        `--ckpt` would (a checkpoint chosen over the API meanwhile is not what a restart loads)."""
-        if self.installation.takes_ckpt:
-            return
+    def _prepare_config(self) -> None:
+        """The data dir's config.json before a (re)start. Where the host has no `--ckpt` it selects the checkpoint,
+        at every start as `--ckpt` would (a checkpoint chosen over the API meanwhile is not what a restart loads).
+        A config the harness writes or a test put there carries the host's version stamp, where it has one
+        (`Installation.config_stamp`)."""
         config_path = self.data_dir.root / "config.json"
+        if self.installation.takes_ckpt and not config_path.is_file():
+            return
         config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-        config["sd_model_checkpoint"] = self.data_dir.checkpoint.name
+        config = {**self.installation.config_stamp(), **config}
+        if not self.installation.takes_ckpt:
+            config["sd_model_checkpoint"] = self.data_dir.checkpoint.name
         config_path.write_text(json.dumps(config, indent=4), encoding="utf-8")
 
     def _env(self) -> dict[str, str]:
@@ -378,7 +393,7 @@ class WebUIServer:
         every extension's ``install.py``. Later starts use ``--skip-prepare-environment``."""
         log = self.data_dir.root.parent / f"{self.data_dir.root.name}-prepare.log"
         self.prepare_log_path = log
-        self._select_checkpoint()
+        self._prepare_config()
         started = time.monotonic()
         with open(log, "wb") as out:
             result = subprocess.run(
@@ -399,7 +414,7 @@ class WebUIServer:
         A restart on the same port appends to the same log."""
         self.port = port or free_port()
         self.log_path = self.data_dir.root.parent / f"{self.data_dir.root.name}-{self.port}.log"
-        self._select_checkpoint()
+        self._prepare_config()
         started = time.monotonic()
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
