@@ -214,6 +214,14 @@ def family_checkpoint(models: dict, family: str, installation: Installation) -> 
     return checkpoint
 
 
+def hires_upscaler(client: WebUIClient) -> str:
+    """The hires-fix upscaler of the tests: "Latent" where the host upscales latents; Forge Neo has no latent
+    upscale mode (its `shared.latent_upscale_modes` stays empty and "Latent" is refused), so "None" there, the
+    plain resize every host lists."""
+    modes = {mode["name"] for mode in client.get("/sdapi/v1/latent-upscale-modes")}
+    return "Latent" if "Latent" in modes else "None"
+
+
 def sdxl_size_args(installation: Installation) -> tuple[str, ...]:
     """Flags of a Forge server holding an SDXL-size model: the UNet stored bf16 (the hosts' own ``--unet-in-bf16``,
     Neo's ``--bf16-unet``; on CPU they compute in fp32). The Forges merge a LoRA into a copy of each weight it
