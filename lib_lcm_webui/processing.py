@@ -29,7 +29,7 @@ from lib_lcm.weights.progress import progress_text
 from lib_lcm.weights.verification import lora_modules
 from lib_lcm_webui import live, settings
 from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint, mtime_ns
-from lib_lcm_webui.compat import forge, lora_loader, sampler_api
+from lib_lcm_webui.compat import forge, lora_loader, sampler_api, temp_dir
 from lib_lcm_webui.console import say_once
 from lib_lcm_webui.state import (
     LcmLoraError,
@@ -57,6 +57,7 @@ def before_process(p, args):
     if lcm_settings.enabled:
         apply_settings(p, lcm_settings)
     if lcm_settings.live:
+        temp_dir.ensure_unsaved_images_folder()  # a live image is never saved: the host writes it there
         live.prepare_live_generation(p, lcm_settings)
 
 
