@@ -11,7 +11,7 @@ sees the launch flags through COMMANDLINE_ARGS. So this script:
   number of variants); a download still running then carries on in the background, never cut half-way.
   The worker stops at the first sign that the hub cannot be reached at all (no answer within
   HF_HUB_ETAG_TIMEOUT, default 10 s; refused; DNS), for every variant at once;
-- writes only into the Lora folder of a WebUI that is really there (lib_lcm.webui_folders), never at a guess;
+- writes only into the Lora folder of a WebUI that is really there (lib_lcm.weights.webui_folders), never at a guess;
 - skips the network entirely with HF_HUB_OFFLINE=1 (the WebUI fetches the file on first use);
 - always exits 0 and prints at most a few ``LCM-LoRA:`` lines (one on failure), never a traceback.
 
@@ -56,7 +56,7 @@ def start_worker(variants, lora_dir):
 
     Its stdout/stderr must not be the pipes the WebUI reads from us, or the WebUI would wait for it.
     """
-    from lib_lcm.lora_files import make_folders
+    from lib_lcm.weights.lora_files import make_folders
 
     log_path = make_folders(lora_dir) / "download.log"
     command = [sys.executable, "-m", "lib_lcm", "download", "--variant", ",".join(variants),
@@ -96,11 +96,11 @@ def main():
     started = time.monotonic()
     if EXTENSION_DIR not in sys.path:
         sys.path.insert(0, EXTENSION_DIR)
-    from lib_lcm.errors import WeightsError
-    from lib_lcm.hub_env import hub_offline
-    from lib_lcm.lora_files import LoraFiles
-    from lib_lcm.registry import DOWNLOAD_MODE_ENV, current_registry
-    from lib_lcm.webui_folders import WebuiFolderError, wanted_variants, webui_dirs
+    from lib_lcm.weights.errors import WeightsError
+    from lib_lcm.weights.hub_env import hub_offline
+    from lib_lcm.weights.lora_files import LoraFiles
+    from lib_lcm.weights.registry import DOWNLOAD_MODE_ENV, current_registry
+    from lib_lcm.weights.webui_folders import WebuiFolderError, wanted_variants, webui_dirs
 
     try:
         registry = current_registry()

@@ -59,7 +59,7 @@ def start(work: Path, model: str = "tiny", ui: bool = False) -> Bench:
     loras = {f"LCM-LoRA/{tiny.LCM_LORA_FILES['sd1']}": sd15_lora}
     if model == "tiny":
         loras[tiny.STYLE_LORA_FILE] = models.style_lora
-    shipped = json.loads((ROOT / "lib_lcm" / "weights_registry.json").read_text())
+    shipped = json.loads((ROOT / "lib_lcm" / "weights" / "registry.json").read_text())
     registry = work / "registry.json"
     registry.write_text(json.dumps(tiny_registry(shipped, {"sd15": sd15_lora})))
     assert TINY_LCM_LORAS["sd15"] == tiny.LCM_LORA_FILES["sd1"]

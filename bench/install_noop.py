@@ -9,7 +9,7 @@ cached by size+mtime) on every launch; scenario "all": LCM_LORA_DOWNLOAD=all, ev
 bare interpreter start-up is printed for comparison. The weights are small stand-ins described by an
 LCM_LORA_REGISTRY override: the no-op path never reads the file contents, only stats them.
 
-sha256: lib_lcm.verification.sha256_file over a file of --hash-mb MB in the page cache, i.e. what the first
+sha256: lib_lcm.weights.verification.sha256_file over a file of --hash-mb MB in the page cache, i.e. what the first
 launch after a manual download (or a changed file) costs; the LCM-LoRA files are 134.6 and 393.9 MB.
 
 Prints a table, then one JSON line.
@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib_lcm.lora_files import LoraFiles, make_folders, state_folder  # noqa: E402
-from lib_lcm.registry import default_registry_path, load_registry  # noqa: E402
-from lib_lcm.verification import sha256_file, verify_file  # noqa: E402
+from lib_lcm.weights.lora_files import LoraFiles, make_folders, state_folder  # noqa: E402
+from lib_lcm.weights.registry import default_registry_path, load_registry  # noqa: E402
+from lib_lcm.weights.verification import sha256_file, verify_file  # noqa: E402
 
 LORA_SIZES_MB = {"sd15": 134.621556, "sdxl": 393.855224}
 

@@ -1,7 +1,7 @@
 """python -m lib_lcm download|status: LCM-LoRA weights for headless servers and container images.
 
 Run from the extension folder (<webui>/extensions/sd-webui-lcm-lora) with the WebUI's python. The Lora folder
-is the one of a WebUI that is really there (lib_lcm.webui_folders: its launch files, or --webui-dir), or
+is the one of a WebUI that is really there (lib_lcm.weights.webui_folders: its launch files, or --webui-dir), or
 --lora-dir, which must exist (download --create-lora-dir creates it); nothing is written at a guessed place.
 Exit codes: 0 done, 1 unexpected error, 2 bad arguments, no WebUI found, or bad registry, 3 network
 (offline, unreachable, timeout, server error: retry later), 4 not found on the hub (moved repo, needs a
@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from lib_lcm.errors import WeightsDownloadDisabledError, WeightsError, filesystem_error
-from lib_lcm.hub_errors import hub_unreachable
-from lib_lcm.lora_files import weights_status
-from lib_lcm.progress import progress_text
-from lib_lcm.registry import DEFAULT_ENDPOINT, current_registry, parse_variants
-from lib_lcm.webui_folders import WebuiDirs, WebuiFolderError, wanted_variants, webui_dirs
+from lib_lcm.weights.errors import WeightsDownloadDisabledError, WeightsError, filesystem_error
+from lib_lcm.weights.hub_errors import hub_unreachable
+from lib_lcm.weights.lora_files import weights_status
+from lib_lcm.weights.progress import progress_text
+from lib_lcm.weights.registry import DEFAULT_ENDPOINT, current_registry, parse_variants
+from lib_lcm.weights.webui_folders import WebuiDirs, WebuiFolderError, wanted_variants, webui_dirs
 
 DESCRIPTION = ("Download and verify the LCM-LoRA weights into the WebUI's Lora folder, or show their status. "
                "Run it from <webui>/extensions/sd-webui-lcm-lora with the WebUI's python.")
@@ -115,7 +115,7 @@ class _ProgressLines:
 def _download(args) -> int:
     """Each variant in turn; after a network-level failure (the hub cannot be reached at all) the others are
     only checked on disk, and one line says which were not tried."""
-    from lib_lcm.download import ensure_weights
+    from lib_lcm.weights.download import ensure_weights
 
     registry = current_registry()
     lora_dir, variants = _folders(args, registry)

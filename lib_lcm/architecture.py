@@ -5,7 +5,7 @@ Public API (other modules code against these names):
 - detect_architecture(shapes) -> label.
 - detect_checkpoint(path) -> label (safetensors header; other formats -> "unknown").
 
-Which LCM-LoRA a label gets is the registry's to say: lib_lcm.registry.variant_for_architecture.
+Which LCM-LoRA a label gets is the registry's to say: lib_lcm.weights.registry.variant_for_architecture.
 
 Detection reads the UNet's block structure (levels, transformer blocks per block, whether the middle block
 has attention, linear or 1x1-conv transformer projections, class-embedding MLP, input channels), never

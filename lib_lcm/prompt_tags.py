@@ -12,7 +12,7 @@ Parsing follows the host exactly (AUTOMATIC1111 1.6-1.10):
 
 Rules this module adds on top:
 - An LCM tag is a lora/lyco tag whose name (ASCII case-insensitive, surrounding whitespace ignored) is one of
-  `stems` (the LCM-LoRA file stems of the weights registry, `lib_lcm.registry.stems()`, passed in by the caller:
+  `stems` (the LCM-LoRA file stems of the weights registry, `lib_lcm.weights.registry.stems()`, passed in by the caller:
   the registry is their one home) or the alias "lcm", which stands for the loaded checkpoint's variant.
 - Its weight is the UNet multiplier: LCM-LoRA holds UNet weights only, so `<lora:NAME:TE:UNET>` has weight UNET.
   A weight is explicit when te or unet is given and every multiplier the host would read is a finite number.

@@ -14,9 +14,9 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from modules import shared
 from pydantic import BaseModel
 
-from lib_lcm import download, registry
-from lib_lcm.errors import WeightsError
-from lib_lcm.lora_files import LoraFiles
+from lib_lcm.weights import download, registry
+from lib_lcm.weights.errors import WeightsError
+from lib_lcm.weights.lora_files import LoraFiles
 from lib_lcm_webui.downloads import DownloadRunning, exclusive_download
 
 # A route every host's API adds (A1111 1.6-1.10, Forge); its dependencies are the host's authentication.

@@ -5,7 +5,8 @@ import functools
 import os
 from dataclasses import dataclass
 
-from lib_lcm import architecture, registry
+from lib_lcm import architecture
+from lib_lcm.weights import registry
 
 ARCHITECTURE_NAMES = {
     "sd1": "SD 1.x",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from lib_lcm.params import ELEM_PREFIX
-from lib_lcm.registry import stems
+from lib_lcm.weights.registry import stems
 
 LIVE_SWITCH = "live_switch"  # the panel's Live switch: page state, not a script arg
 LIVE_REQUEST = ("live", "live_seed")  # script args only the page sets, per request (hidden in the panel)

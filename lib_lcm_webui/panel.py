@@ -14,7 +14,6 @@ import json
 import gradio as gr
 from gradio.context import Context
 
-from lib_lcm import registry
 from lib_lcm.params import (
     ELEM_PREFIX,
     INFOTEXT_VARIANT,
@@ -23,6 +22,7 @@ from lib_lcm.params import (
     SAMPLERS_BY_MODE,
     SCRIPT_TITLE,
 )
+from lib_lcm.weights import registry
 from lib_lcm_webui import compat, live_ui, settings
 from lib_lcm_webui.live_ui import LIVE_REQUEST, LIVE_SWITCH
 from lib_lcm_webui.status import PLACEHOLDER, download_weights, refresh_status, status_html

@@ -11,8 +11,7 @@ import os
 
 from modules import shared
 
-from lib_lcm import download, prompt_tags, registry
-from lib_lcm.errors import WeightsError
+from lib_lcm import prompt_tags
 from lib_lcm.params import (
     INFOTEXT_VARIANT,
     INFOTEXT_WARNING,
@@ -21,9 +20,11 @@ from lib_lcm.params import (
     SettingsError,
     parse_script_args,
 )
-from lib_lcm.progress import progress_text
 from lib_lcm.safetensors_header import read_header
-from lib_lcm.verification import lora_modules
+from lib_lcm.weights import download, registry
+from lib_lcm.weights.errors import WeightsError
+from lib_lcm.weights.progress import progress_text
+from lib_lcm.weights.verification import lora_modules
 from lib_lcm_webui import compat, live, settings
 from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint
 from lib_lcm_webui.console import say_once

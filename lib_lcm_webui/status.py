@@ -9,10 +9,10 @@ from dataclasses import dataclass, replace
 import gradio as gr
 from modules import sd_models, shared
 
-from lib_lcm import download, registry
-from lib_lcm.errors import WeightsError
-from lib_lcm.lora_files import weights_status
-from lib_lcm.progress import progress_text
+from lib_lcm.weights import download, registry
+from lib_lcm.weights.errors import WeightsError
+from lib_lcm.weights.lora_files import weights_status
+from lib_lcm.weights.progress import progress_text
 from lib_lcm_webui import compat, live
 from lib_lcm_webui.checkpoint import ARCHITECTURE_NAMES, detect_loaded_checkpoint
 from lib_lcm_webui.downloads import DownloadRunning, exclusive_download

@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.testclient import TestClient
 
-from lib_lcm import download
+from lib_lcm.weights import download
 from tests.fake_webui import fake_webui
 
 USER, SECRET = "user", "secret"
@@ -100,7 +100,7 @@ def test_only_registry_variants_are_downloaded(host):
 
 
 def test_a_download_error_names_the_fix_without_a_server_path(host, monkeypatch, tmp_path):
-    from lib_lcm.errors import WeightsNetworkError
+    from lib_lcm.weights.errors import WeightsNetworkError
 
     def offline(variant, lora_dir, **kwargs):
         raise WeightsNetworkError(f"could not download; save it as {lora_dir}/LCM-LoRA/lcm-lora-sdv1-5.safetensors")

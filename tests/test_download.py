@@ -19,12 +19,12 @@ from pathlib import Path
 import huggingface_hub.constants as hub_constants
 import pytest
 
-from lib_lcm import errors, lora_files
-from lib_lcm.download import ensure_weights
-from lib_lcm.download_lock import LockFile
-from lib_lcm.hub_errors import hub_unreachable
-from lib_lcm.lora_files import STATE_FOLDER, LoraFiles, make_folders, weights_status
-from lib_lcm.registry import WeightsEntry, parse_registry
+from lib_lcm.weights import errors, lora_files
+from lib_lcm.weights.download import ensure_weights
+from lib_lcm.weights.hub_errors import hub_unreachable
+from lib_lcm.weights.lock import LockFile
+from lib_lcm.weights.lora_files import STATE_FOLDER, LoraFiles, make_folders, weights_status
+from lib_lcm.weights.registry import WeightsEntry, parse_registry
 from tests.fakehub import (
     UNRESOLVABLE_URL,
     FakeHub,
@@ -470,9 +470,9 @@ def test_broken_progress_callback_does_not_break_the_download(site):
 
 WORKER = """
 import sys
-from lib_lcm.download import ensure_weights
-from lib_lcm.download_lock import LockFile
-from lib_lcm.hub_errors import hub_unreachable
+from lib_lcm.weights.download import ensure_weights
+from lib_lcm.weights.lock import LockFile
+from lib_lcm.weights.hub_errors import hub_unreachable
 path = ensure_weights("sd15", sys.argv[1], lock_timeout=120, log=lambda line: print(line, flush=True))
 print("RESULT", path, flush=True)
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm import errors
+from lib_lcm.weights import errors
 from tests.fakehub import FakeHub, SilentListener, refused_url
 from tests.test_download import Site
 

@@ -1,4 +1,4 @@
-"""lib_lcm.errors: OS errors become the WeightsError that names the fix."""
+"""lib_lcm.weights.errors: OS errors become the WeightsError that names the fix."""
 from __future__ import annotations
 
 import errno
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lib_lcm.errors import (
+from lib_lcm.weights.errors import (
     WeightsDiskFullError,
     WeightsFilesystemError,
     WeightsPermissionError,

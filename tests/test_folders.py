@@ -1,4 +1,4 @@
-"""lib_lcm.webui_folders: the folders of a WebUI that is really there (from COMMANDLINE_ARGS), and the variants its
+"""lib_lcm.weights.webui_folders: the folders of a WebUI that is really there (from COMMANDLINE_ARGS), and the variants its
 checkpoints need."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm.registry import REGISTRY_ENV, load_registry, parse_registry
-from lib_lcm.webui_folders import (
+from lib_lcm.weights.registry import REGISTRY_ENV, load_registry, parse_registry
+from lib_lcm.weights.webui_folders import (
     WebuiDirs,
     WebuiFolderError,
     variants_for_checkpoints,
@@ -35,7 +35,7 @@ def header_only_checkpoint(path: Path, label: str) -> Path:
 
 
 def make_webui(root: Path) -> Path:
-    """A folder with the WebUI's launch files, the way lib_lcm.webui_folders recognises one."""
+    """A folder with the WebUI's launch files, the way lib_lcm.weights.webui_folders recognises one."""
     (root / "modules").mkdir(parents=True)
     (root / "modules" / "paths_internal.py").write_text("")
     (root / "launch.py").write_text("")

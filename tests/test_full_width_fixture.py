@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from lib_lcm.architecture import detect_architecture
-from lib_lcm.registry import default_registry_path, load_registry, variant_for_architecture
+from lib_lcm.weights.registry import default_registry_path, load_registry, variant_for_architecture
 from tests.fixtures import full_width, layouts, tiny
 
 # family -> (architecture, registry variant, LCM-LoRA modules of the released file)

@@ -1,4 +1,4 @@
-"""lib_lcm.hub_env.hub_offline: the one offline rule of install.py and the downloader."""
+"""lib_lcm.weights.hub_env.hub_offline: the one offline rule of install.py and the downloader."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm.hub_env import hub_offline
+from lib_lcm.weights.hub_env import hub_offline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def test_an_imported_huggingface_hub_in_offline_mode_counts(monkeypatch):
 
 
 def test_never_imports_huggingface_hub():
-    code = ("import sys; from lib_lcm.hub_env import hub_offline; hub_offline(); "
+    code = ("import sys; from lib_lcm.weights.hub_env import hub_offline; hub_offline(); "
             "print('huggingface_hub' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={"PATH": ""})
     assert out.stdout.strip() == "False", out.stderr

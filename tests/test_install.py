@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm.download import ensure_weights
-from lib_lcm.lora_files import LoraFiles, state_folder, weights_status
+from lib_lcm.weights.download import ensure_weights
+from lib_lcm.weights.lora_files import LoraFiles, state_folder, weights_status
 from tests.fakehub import UNRESOLVABLE_URL, FakeHub, SilentListener, dns_failure_hook, refused_url
 from tests.fixtures import layouts
 from tests.test_download import Site

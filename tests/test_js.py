@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm import prompt_tags, registry
+from lib_lcm import prompt_tags
+from lib_lcm.weights import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 JS_TESTS = ROOT / "tests" / "js"

@@ -1,4 +1,4 @@
-"""lib_lcm.lora_files: a variant's files in a Lora folder, its verification record, status rows and card."""
+"""lib_lcm.weights.lora_files: a variant's files in a Lora folder, its verification record, status rows and card."""
 from __future__ import annotations
 
 import hashlib
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm.errors import WeightsFilesystemError
-from lib_lcm.lora_files import LoraFiles, make_folders, weights_status
-from lib_lcm.registry import REGISTRY_ENV, load_registry, parse_registry
-from lib_lcm.verification import verify_file
+from lib_lcm.weights.errors import WeightsFilesystemError
+from lib_lcm.weights.lora_files import LoraFiles, make_folders, weights_status
+from lib_lcm.weights.registry import REGISTRY_ENV, load_registry, parse_registry
+from lib_lcm.weights.verification import verify_file
 from tests.fakehub import lora_bytes, registry_json
 from tests.test_verification import entry_for
 

@@ -360,7 +360,7 @@ def test_status_after_a_checkpoint_picked_but_not_yet_loaded_describes_the_picke
 
 
 def test_download_button_shows_progress_then_the_installed_status(tmp_path, monkeypatch):
-    from lib_lcm import download
+    from lib_lcm.weights import download
 
     lora_dir = tmp_path / "Lora"
     calls = []
@@ -395,7 +395,7 @@ def test_download_button_shows_progress_then_the_installed_status(tmp_path, monk
 
 
 def test_download_error_is_shown_in_the_status_line(tmp_path, monkeypatch):
-    from lib_lcm import download, errors
+    from lib_lcm.weights import download, errors
 
     def offline(*args, **kwargs):
         raise errors.WeightsOfflineError("lcm-lora-sdv1-5 is not installed and HF_HUB_OFFLINE is set")
@@ -410,7 +410,7 @@ def test_download_error_is_shown_in_the_status_line(tmp_path, monkeypatch):
 
 
 def custom_registry(tmp_path, monkeypatch, **stems):
-    from lib_lcm import registry
+    from lib_lcm.weights import registry
 
     data = json.loads(registry.default_registry_path().read_text(encoding="utf-8"))
     for variant, stem in stems.items():

@@ -1,7 +1,7 @@
-"""lib_lcm.progress: the one wording of download progress (decimal MB, one decimal)."""
+"""lib_lcm.weights.progress: the one wording of download progress (decimal MB, one decimal)."""
 from __future__ import annotations
 
-from lib_lcm.progress import megabytes, progress_text
+from lib_lcm.weights.progress import megabytes, progress_text
 
 
 def test_progress_text_with_a_total():

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_lcm import prompt_tags, registry
+from lib_lcm import prompt_tags
 from lib_lcm.prompt_tags import format_weight, has_lcm_alias
+from lib_lcm.weights import registry
 
 CASES = json.loads((Path(__file__).parent / "prompt_tag_cases.json").read_text(encoding="utf-8"))["cases"]
 # The stems of the shipped registry (their one home); a case may give its own ("stems" in its args).

@@ -1,4 +1,4 @@
-"""lib_lcm.registry: the shipped facts, validation, the cached registry of the process, and what derives from
+"""lib_lcm.weights.registry: the shipped facts, validation, the cached registry of the process, and what derives from
 the registry (stems, the variant of each architecture, the download mode)."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from lib_lcm import registry as reg
 from lib_lcm.architecture import ARCHITECTURES
-from lib_lcm.errors import WeightsRegistryError
+from lib_lcm.weights import registry as reg
+from lib_lcm.weights.errors import WeightsRegistryError
 from tests.fakehub import registry_json
 
 # The issue's researched table (issue 3): what the shipped registry must say.

@@ -4,7 +4,7 @@ Only layouts are checked here (the 1.8 GB file is built by bench/, not by the te
 from __future__ import annotations
 
 from lib_lcm.architecture import detect_architecture
-from lib_lcm.registry import default_registry_path, load_registry, variant_for_architecture
+from lib_lcm.weights.registry import default_registry_path, load_registry, variant_for_architecture
 from tests.fixtures import layouts, slim
 
 

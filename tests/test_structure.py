@@ -17,10 +17,14 @@ def product_files() -> dict[str, Path]:
     """{module name: file} for the product: both packages, the entry script and install.py."""
     files = {"install": ROOT / "install.py", "scripts.lcm_lora": ROOT / "scripts" / "lcm_lora.py"}
     for package in (PURE, GLUE):
-        for path in sorted((ROOT / package).glob("*.py")):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-            files[name] = path
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return files
+
+
+def test_the_graph_sees_subpackages():
+    assert "lib_lcm.weights.download" in product_files() and "lib_lcm.weights" in product_files()
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:

@@ -1,4 +1,4 @@
-"""lib_lcm.verification: sha256 and size for confirmed entries, the LoRA header check for the others."""
+"""lib_lcm.weights.verification: sha256 and size for confirmed entries, the LoRA header check for the others."""
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from lib_lcm.registry import WeightsEntry, parse_registry
-from lib_lcm.verification import Verification, sha256_file, verify_file
+from lib_lcm.weights.registry import WeightsEntry, parse_registry
+from lib_lcm.weights.verification import Verification, sha256_file, verify_file
 from tests.fakehub import lora_bytes, registry_json
 
 

@@ -259,7 +259,7 @@ def test_xyz_axis_values_stay_with_their_cell(host):
 def test_a_custom_registry_stem_tags_the_prompt_and_resolves_the_alias(host, tmp_path, monkeypatch):
     import json
 
-    from lib_lcm import registry
+    from lib_lcm.weights import registry
 
     shipped = json.loads(registry.default_registry_path().read_text(encoding="utf-8"))
     shipped["variants"]["sd15"]["stem"] = "my-lcm-sd15"

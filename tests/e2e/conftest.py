@@ -161,7 +161,7 @@ def tiny_webui_models(tmp_path_factory, webui_installation) -> dict:
     models built next to them (`forge_full_width_models`) with their LCM-LoRAs instead (``models`` stays the
     tiny set)."""
     models = tiny.cached()
-    shipped = json.loads((REPO_ROOT / "lib_lcm" / "weights_registry.json").read_text())
+    shipped = json.loads((REPO_ROOT / "lib_lcm" / "weights" / "registry.json").read_text())
     registry_path = tmp_path_factory.mktemp("registry") / "weights_registry.json"
     if webui_installation.is_forge:
         checkpoint, lora = forge_models()

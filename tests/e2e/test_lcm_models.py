@@ -13,7 +13,7 @@ from PIL import Image
 
 from lib_lcm.safetensors_header import read_header
 from lib_lcm.schedules import lcm_timesteps
-from lib_lcm.verification import lora_modules
+from lib_lcm.weights.verification import lora_modules
 from tests.e2e.conftest import family_checkpoint, sdxl_size_args
 from tests.e2e.test_lcm_webui import generate, infotext_prompt, lcm, with_checkpoint
 

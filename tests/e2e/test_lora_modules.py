@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from lib_lcm.safetensors_header import read_header
-from lib_lcm.verification import lora_modules
+from lib_lcm.weights.verification import lora_modules
 from tests.e2e.test_lcm_webui import generate, lcm, with_checkpoint
 
 pytestmark = pytest.mark.e2e

@@ -54,7 +54,7 @@ def full_size(webui_installation, tmp_path_factory):
     found = present_neighbours()
     root = tmp_path_factory.mktemp("neighbours-full-size")
     models, stand_ins = slim.cached(), neighbour_models.cached()
-    shipped = json.loads((REPO_ROOT / "lib_lcm" / "weights_registry.json").read_text())
+    shipped = json.loads((REPO_ROOT / "lib_lcm" / "weights" / "registry.json").read_text())
     registry = root / "weights_registry.json"
     registry.write_text(json.dumps(tiny_registry(shipped, {"sd15": models.lcm_lora}), indent=2))
     extensions = {**found, EXTENSION_NAME: REPO_ROOT, "lcm-test-probe": PROBE_EXTENSION}

@@ -7,7 +7,7 @@ import {fileURLToPath} from "node:url";
 
 export const SOURCE_URL = new URL("../../javascript/lcm_lora_prompt.js", import.meta.url);
 export const prompt = createRequire(import.meta.url)(fileURLToPath(SOURCE_URL));
-const REGISTRY_URL = new URL("../../lib_lcm/weights_registry.json", import.meta.url);
+const REGISTRY_URL = new URL("../../lib_lcm/weights/registry.json", import.meta.url);
 export const LCM_STEMS = Object.values(JSON.parse(readFileSync(REGISTRY_URL, "utf8")).variants).map((v) => v.stem);
 
 function codePoints(text, unitIndex) {

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib_lcm import architecture
-from lib_lcm.errors import WeightsError
-from lib_lcm.lora_files import LoraFiles, state_folder, write_json_atomic
-from lib_lcm.registry import Registry, parse_variants, variant_for_architecture
+from lib_lcm.weights.errors import WeightsError
+from lib_lcm.weights.lora_files import LoraFiles, state_folder, write_json_atomic
+from lib_lcm.weights.registry import Registry, parse_variants, variant_for_architecture
 
 LAUNCH_FILES = ("launch.py", os.path.join("modules", "paths_internal.py"))
 

@@ -13,9 +13,9 @@ import os
 import threading
 import time
 
-from lib_lcm.errors import WeightsBusyError, filesystem_error
-from lib_lcm.hub_errors import import_hub
-from lib_lcm.lora_files import LoraFiles
+from lib_lcm.weights.errors import WeightsBusyError, filesystem_error
+from lib_lcm.weights.hub_errors import import_hub
+from lib_lcm.weights.lora_files import LoraFiles
 
 
 def call_progress(progress, done, total) -> None:

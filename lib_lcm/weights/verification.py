@@ -9,8 +9,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from lib_lcm.registry import WeightsEntry
 from lib_lcm.safetensors_header import SafetensorsHeaderError, read_header
+from lib_lcm.weights.registry import WeightsEntry
 
 _LORA_SUFFIXES = ("lora_down.weight", "lora_up.weight", "alpha")
 

@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 
 from lib_lcm import __version__
-from lib_lcm.download_lock import DownloadLock, ProgressPoller, call_progress
-from lib_lcm.errors import (
+from lib_lcm.weights.errors import (
     WeightsDiskFullError,
     WeightsDownloadDisabledError,
     WeightsError,
@@ -35,12 +34,13 @@ from lib_lcm.errors import (
     WeightsVerificationError,
     filesystem_error,
 )
-from lib_lcm.hub_env import hub_offline
-from lib_lcm.hub_errors import as_weights_error, first_line, import_hub, unreachable_error
-from lib_lcm.lora_files import LoraFiles, make_folders
-from lib_lcm.progress import megabytes
-from lib_lcm.registry import get_entry
-from lib_lcm.verification import Verification, verify_file
+from lib_lcm.weights.hub_env import hub_offline
+from lib_lcm.weights.hub_errors import as_weights_error, first_line, import_hub, unreachable_error
+from lib_lcm.weights.lock import DownloadLock, ProgressPoller, call_progress
+from lib_lcm.weights.lora_files import LoraFiles, make_folders
+from lib_lcm.weights.progress import megabytes
+from lib_lcm.weights.registry import get_entry
+from lib_lcm.weights.verification import Verification, verify_file
 
 LIBRARY_NAME = "sd-webui-lcm-lora"
 DEFAULT_LOCK_TIMEOUT = 900.0
@@ -86,7 +86,7 @@ def ensure_weights(
         The path of the verified file.
 
     Raises:
-        WeightsError subclasses; every message names the fix (see lib_lcm.errors for the classes).
+        WeightsError subclasses; every message names the fix (see lib_lcm.weights.errors for the classes).
     """
     log = log or (lambda line: None)
     files = LoraFiles(get_entry(variant, registry), lora_dir)

@@ -20,10 +20,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib_lcm.errors import WeightsError, filesystem_error
 from lib_lcm.params import SAMPLER_LCM, SAMPLER_TCD
-from lib_lcm.registry import HEX40, Registry, WeightsEntry, current_registry
-from lib_lcm.verification import Verification, verify_file
+from lib_lcm.weights.errors import WeightsError, filesystem_error
+from lib_lcm.weights.registry import HEX40, Registry, WeightsEntry, current_registry
+from lib_lcm.weights.verification import Verification, verify_file
 
 SUBFOLDER = "LCM-LoRA"
 STATE_FOLDER = ".state"

@@ -2,7 +2,7 @@
 
 Standard library only: install.py reads the registry at every WebUI launch and must stay well under 0.3 s.
 
-The registry (``weights_registry.json`` next to this file, or the JSON file named by ``LCM_LORA_REGISTRY``)
+The registry (``registry.json`` next to this file, or the JSON file named by ``LCM_LORA_REGISTRY``)
 maps a variant id to a Hugging Face repo file. Schema (per variant, unknown keys are ignored):
 
 - ``repo_id`` (str, ``owner/name``), ``filename`` (str, ``*.safetensors``), ``revision`` (str: a 40-hex
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from lib_lcm.errors import WeightsRegistryError
+from lib_lcm.weights.errors import WeightsRegistryError
 
 REGISTRY_ENV = "LCM_LORA_REGISTRY"
 DOWNLOAD_MODE_ENV = "LCM_LORA_DOWNLOAD"
@@ -78,11 +78,11 @@ Registry = Mapping[str, WeightsEntry]
 
 
 def default_registry_path() -> Path:
-    return Path(__file__).with_name("weights_registry.json")
+    return Path(__file__).with_name("registry.json")
 
 
 def registry_path(environ=None) -> Path:
-    """``$LCM_LORA_REGISTRY``, else the shipped ``weights_registry.json``."""
+    """``$LCM_LORA_REGISTRY``, else the shipped ``registry.json``."""
     environ = os.environ if environ is None else environ
     return Path(environ.get(REGISTRY_ENV) or default_registry_path())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import sys
 
-from lib_lcm.errors import (
+from lib_lcm.weights.errors import (
     WeightsError,
     WeightsNetworkError,
     WeightsNotFoundError,
@@ -17,8 +17,8 @@ from lib_lcm.errors import (
     WeightsTimeoutError,
     filesystem_error,
 )
-from lib_lcm.lora_files import LoraFiles
-from lib_lcm.registry import DEFAULT_ENDPOINT
+from lib_lcm.weights.lora_files import LoraFiles
+from lib_lcm.weights.registry import DEFAULT_ENDPOINT
 
 _NOT_FOUND = (
     ("RepositoryNotFoundError", "repository not found"),
