@@ -1,10 +1,10 @@
-"""README's Speed and Memory tables, rendered from the JSON lines that bench/run_all.sh leaves in a results folder.
+"""docs/speed.md's Speed and Memory tables, from the JSON lines bench/run_all.sh leaves in a results folder.
 
     python3 bench/report.py bench/results/<date> [--out bench/results/<date>/summary.md]
 
 Reads speed-slim.json, speed-tiny.json, ratio-slim.json, steps-slim.json, memory-slim.json and install-noop.json
-(each one JSON line; a missing file leaves its table out) and prints Markdown: so every figure README quotes is the output of
-one command, never copied by hand.
+(each one JSON line; a missing file leaves its table out) and prints Markdown: so every figure docs/speed.md quotes
+is the output of one command, never copied by hand.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Every figure of README's Speed section, in one go, against a prepared WebUI:
+# Every figure of docs/speed.md, in one go, against a prepared WebUI:
 #   SD_WEBUI_DIR=... SD_WEBUI_PYTHON=... bench/run_all.sh [OUT_DIR]
 # Each step writes its table (.txt) and JSON line (.json) to OUT_DIR (default bench/results/<date>), then the
-# steps plot is drawn to OUT_DIR/steps.png and README's tables to OUT_DIR/summary.md (bench/report.py).
+# steps plot is drawn to OUT_DIR/steps.png and docs/speed.md's tables to OUT_DIR/summary.md (bench/report.py).
 # About 70 minutes on 2 CPU cores: the tiny model's 512x512 Euler a images and the slim model's UNet take most
 # of it (the slim model skips 512x512: ~20 s per UNet call, 1 thread).
 set -euo pipefail
@@ -28,5 +28,5 @@ step install-noop python3 bench/install_noop.py
 # the headline ratio again, with more repeats of just the two configurations it compares
 step ratio-slim python3 bench/webui_speed.py --model slim --sizes 256 --configs ours_cfg1 builtin_lcm_cfg1 --repeats 7
 python3 bench/plot_steps.py "$out/steps-slim.json" --out "$out/steps.png"
-# README's tables, from the JSON lines above
+# docs/speed.md's tables, from the JSON lines above
 python3 bench/report.py "$out" --out "$out/summary.md"

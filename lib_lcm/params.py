@@ -35,29 +35,27 @@ class Param:
     info: str = ""
     setting: str | None = None  # the settings page's option holding this parameter's default
     setting_label: str = ""
-
-    @property
-    def elem_id(self) -> str:
-        return f"{ELEM_PREFIX}_{self.key}"
+    axis: str | None = None  # the X/Y/Z plot's axis label for this parameter
 
 
 PARAMS = (
     Param("enabled", "Enable LCM-LoRA", False, bool, infotext=None),
     Param("steps", "Steps", 4, int, infotext=None, minimum=1, maximum=16, step=1,
           info="2-8 is the useful range; 4 is the reference setting",
-          setting="lcm_lora_steps", setting_label="Default LCM steps"),
+          setting="lcm_lora_steps", setting_label="Default LCM steps", axis="LCM-LoRA steps"),
     # Up to 4: the LCM-LoRA model card's inpainting example (inpainting checkpoint, 4 steps, guidance 4); the guard
     # rail still warns above 2, where text-to-image over-saturates.
     Param("cfg_scale", "CFG", 1.0, float, infotext=None, minimum=1.0, maximum=4.0, step=0.1,
           info="1 = fastest, negative prompt ignored",
           setting="lcm_lora_cfg_scale", setting_label="Default LCM CFG (1 = fastest, negative prompt ignored)"),
     Param("weight", "LoRA weight", 1.0, float, infotext="LCM-LoRA weight", minimum=0.0, maximum=2.0, step=0.05,
-          setting="lcm_lora_weight", setting_label="Default LCM-LoRA weight"),
+          setting="lcm_lora_weight", setting_label="Default LCM-LoRA weight", axis="LCM-LoRA weight"),
     Param("mode", "Sampler", "LCM", str, infotext="LCM-LoRA mode", choices=MODES,
-          setting="lcm_lora_mode", setting_label="Default sampler mode"),
+          setting="lcm_lora_mode", setting_label="Default sampler mode", axis="LCM-LoRA mode"),
     Param("gamma", "TCD gamma", 0.3, float, infotext="TCD gamma", minimum=0.0, maximum=1.0, step=0.05,
           info="TCD stochasticity: 0 = deterministic, 1 = fully stochastic",
-          setting="lcm_lora_tcd_gamma", setting_label="TCD gamma (used by the 'LCM-LoRA TCD' sampler)"),
+          setting="lcm_lora_tcd_gamma", setting_label="TCD gamma (used by the 'LCM-LoRA TCD' sampler)",
+          axis="LCM-LoRA TCD gamma"),
     # Live (appended: the positional order above is public). The panel's Live switch is page state; what reaches
     # the server is whether this request is a live one, its decoder and the seed Live drew for a seed of -1.
     Param("live", "Live generation", False, bool,

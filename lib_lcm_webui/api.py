@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from lib_lcm.weights import download, registry
 from lib_lcm.weights.errors import WeightsError
 from lib_lcm.weights.lora_files import LoraFiles
-from lib_lcm_webui.downloads import DownloadRunning, exclusive_download
+from lib_lcm_webui.download_guard import DownloadRunning, exclusive_download
 
 # A route every host's API adds (A1111 1.6-1.10, Forge); its dependencies are the host's authentication.
 HOST_API_ROUTE = "/sdapi/v1/samplers"
@@ -80,13 +80,13 @@ def weights_errors_answered(status_code: int):
         raise HTTPException(status_code=status_code, detail=without_server_paths(str(e))) from None
 
 
-def status():
+def get_status():
     with weights_errors_answered(500):
         entries = registry.current_registry()
     return {"variants": [_public_row(LoraFiles(entry, lora_dir())) for entry in entries.values()]}
 
 
-def start_download(request: DownloadRequest):
+def post_download(request: DownloadRequest):
     with weights_errors_answered(500):
         entries = registry.current_registry()
     entry = entries.get(request.variant)
@@ -109,6 +109,6 @@ def register_routes(app) -> bool:
     dependencies = host_api_dependencies(app)
     if dependencies is None:
         return False
-    app.add_api_route("/lcm-lora/v1/status", status, methods=["GET"], dependencies=dependencies)
-    app.add_api_route("/lcm-lora/v1/download", start_download, methods=["POST"], dependencies=dependencies)
+    app.add_api_route("/lcm-lora/v1/status", get_status, methods=["GET"], dependencies=dependencies)
+    app.add_api_route("/lcm-lora/v1/download", post_download, methods=["POST"], dependencies=dependencies)
     return True

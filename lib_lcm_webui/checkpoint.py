@@ -46,7 +46,7 @@ def detect_loaded_checkpoint(sd_model) -> CheckpointVariant:
     info = getattr(sd_model, "sd_checkpoint_info", None)
     filename = getattr(info, "filename", None) or ""
     name = getattr(info, "name_for_extra", None) or os.path.basename(filename) or "the loaded model"
-    label = _label_from_header(filename, _mtime(filename))
+    label = _label_from_header(filename, mtime_ns(filename))
     if label == "unknown":
         label = _architecture_from_flags(sd_model)
     entries = registry.current_registry()
@@ -65,7 +65,8 @@ def _label_from_header(filename: str, mtime_ns: int | None) -> str:
         return "unknown"
 
 
-def _mtime(path):
+def mtime_ns(path):
+    """A file's modification time, for caches keyed by file; None when it cannot be read."""
     try:
         return os.stat(path).st_mtime_ns
     except OSError:

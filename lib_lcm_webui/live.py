@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from modules import shared
 
 from lib_lcm.params import LcmSettings
-from lib_lcm_webui import compat
+from lib_lcm_webui import settings
+from lib_lcm_webui.compat import taesd
 from lib_lcm_webui.console import say_once
 
 # How long a live generation waits for the host to load its TAESD decoder (the host downloads the file on first
@@ -46,7 +47,7 @@ class _DecoderLoad:
 
     def run(self):
         try:
-            compat.load_taesd_decoder()
+            taesd.load_taesd_decoder()
         except BaseException as e:  # noqa: BLE001 - whatever the host raises, the image falls back to the full VAE
             self.error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         self.finished_at = time.monotonic()
@@ -85,12 +86,12 @@ def prepare_live_generation(p, lcm_settings: LcmSettings) -> None:
         return
     overrides = dict(NO_PREVIEWS)
     if lcm_settings.fast_decode:
-        if compat.has_taesd_decode():
-            overrides[compat.DECODE_OPTION] = compat.TAESD_DECODE  # checked in check_fast_decode
+        if taesd.has_taesd_decode():
+            overrides[taesd.DECODE_OPTION] = taesd.TAESD_DECODE  # checked in check_fast_decode
         else:
             p.comment(_note("", NO_TAESD))
     for key in overrides:
-        compat.keep_option_for_restore(key)
+        settings.keep_option_for_restore(key)
     p.override_settings = {**(p.override_settings or {}), **overrides}
 
 
@@ -98,12 +99,12 @@ def check_fast_decode(p) -> None:
     """Script hook part (process: the checkpoint is loaded, the overrides applied) for a live generation that
     asked for TAESD: when the host cannot load the decoder for this checkpoint, the image uses the full VAE
     (until the host restores its options after the generation) and says why."""
-    asked = (p.override_settings or {}).get(compat.DECODE_OPTION) == compat.TAESD_DECODE
+    asked = (p.override_settings or {}).get(taesd.DECODE_OPTION) == taesd.TAESD_DECODE
     if not asked or not getattr(p, "override_settings_restore_afterwards", True):
         return
     problem = fast_decoder_problem()
     if problem is not None:
-        compat.decode_with_full_vae()
+        taesd.decode_with_full_vae()
         p.comment(problem)
 
 
@@ -111,10 +112,10 @@ def fast_decoder_problem() -> str | None:
     """None when the host's TAESD decoder for the loaded model is ready; else why not (the image then decodes
     with the full VAE). Starts the host's loader (which downloads the file on first use) in a thread and waits
     for it at most LOAD_WAIT_S."""
-    key = compat.taesd_model_key(shared.sd_model)
+    key = taesd.taesd_model_key(shared.sd_model)
     if key is None:
         return _note("", NO_TAESD)
-    file_state = compat.taesd_file_state(key)
+    file_state = taesd.taesd_file_state(key)
     with _lock:
         load = _loads.get(key)
         if load is None or load.stale(file_state):
@@ -125,7 +126,7 @@ def fast_decoder_problem() -> str | None:
                           "this live image used the full VAE.")
     if load.error:
         return _note(key, f"Fast decode: the WebUI could not load its TAESD decoder ({load.error}); live images "
-                          f"use the full VAE. Put {compat.taesd_file_hint(key)} in place, or turn Fast decode off.")
+                          f"use the full VAE. Put {taesd.taesd_file_hint(key)} in place, or turn Fast decode off.")
     _notes.pop(key, None)
     return None
 
@@ -140,6 +141,6 @@ def fast_decode_note() -> str | None:
     """The latest fast-decode problem for the loaded model (shown in the panel's status line), if any."""
     if not _notes:
         return None
-    key = compat.taesd_model_key(shared.sd_model)
+    key = taesd.taesd_model_key(shared.sd_model)
     return _notes.get(key if key is not None else "")
 

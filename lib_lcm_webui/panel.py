@@ -14,6 +14,11 @@ import json
 import gradio as gr
 from gradio.context import Context
 
+try:  # A1111 1.6+: a checkbox that is the accordion's header (forks may lack it)
+    from modules.ui_components import InputAccordion
+except ImportError:
+    InputAccordion = None
+
 from lib_lcm.params import (
     ELEM_PREFIX,
     INFOTEXT_VARIANT,
@@ -23,9 +28,9 @@ from lib_lcm.params import (
     SCRIPT_TITLE,
 )
 from lib_lcm.weights import registry
-from lib_lcm_webui import compat, live_ui, settings
+from lib_lcm_webui import live_ui, settings
 from lib_lcm_webui.live_ui import LIVE_REQUEST, LIVE_SWITCH
-from lib_lcm_webui.status import PLACEHOLDER, download_weights, refresh_status, status_html
+from lib_lcm_webui.status import PLACEHOLDER, on_download_click, refresh_status, status_html
 
 # The host's controls the page logic switches, by the name the page logic knows them under.
 # (`{tab}` is txt2img or img2img; hires controls exist in txt2img only, schedule types from 1.9 on.)
@@ -92,8 +97,8 @@ def _component(param, tab, value, **kwargs):
 def _switch_and_container(tab):
     """The on/off switch and the block the panel's controls go in: an InputAccordion where the host has one,
     else a checkbox inside a plain accordion."""
-    if compat.InputAccordion is not None:
-        enabled = compat.InputAccordion(False, label=SCRIPT_TITLE, elem_id=elem_id(tab, "enabled"))
+    if InputAccordion is not None:
+        enabled = InputAccordion(False, label=SCRIPT_TITLE, elem_id=elem_id(tab, "enabled"))
         return enabled, enabled
     return None, gr.Accordion(SCRIPT_TITLE, open=False, elem_id=elem_id(tab, "accordion"))
 
@@ -145,7 +150,7 @@ def _wire_panel(components, download, refresh):
     status_outputs = [components["status"], download]
     components["enabled"].change(fn=refresh_status, inputs=[], outputs=status_outputs, show_progress=False)
     refresh.click(fn=refresh_status, inputs=[], outputs=status_outputs, show_progress=False)
-    download.click(fn=download_weights, inputs=[], outputs=status_outputs, show_progress=False)
+    download.click(fn=on_download_click, inputs=[], outputs=status_outputs, show_progress=False)
     components["mode"].change(fn=None, _js="lcmLoraPanel.gammaVisibility", inputs=[components["mode"]],
                               outputs=[components["gamma"]], show_progress=False)
 

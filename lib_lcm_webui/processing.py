@@ -7,7 +7,8 @@ into p.all_prompts / p.all_hr_prompts in process (before any batch parses its ex
 from __future__ import annotations
 
 import functools
-import os
+import json
+import re
 
 from modules import shared
 
@@ -16,6 +17,7 @@ from lib_lcm.params import (
     INFOTEXT_VARIANT,
     INFOTEXT_WARNING,
     PARAMS,
+    PARAMS_BY_KEY,
     LcmSettings,
     SettingsError,
     parse_script_args,
@@ -25,13 +27,23 @@ from lib_lcm.weights import download, registry
 from lib_lcm.weights.errors import WeightsError
 from lib_lcm.weights.progress import progress_text
 from lib_lcm.weights.verification import lora_modules
-from lib_lcm_webui import compat, live, settings
-from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint
+from lib_lcm_webui import live, settings
+from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint, mtime_ns
+from lib_lcm_webui.compat import forge, lora_loader, sampler_api
 from lib_lcm_webui.console import say_once
-from lib_lcm_webui.state import LcmLoraError, fail_generation, generation_state, update_generation_state
+from lib_lcm_webui.state import (
+    LcmLoraError,
+    add_infotext_warning,
+    defer_failure_to_sampler,
+    generation_state,
+    update_generation_state,
+)
 
-# The infotext keys our paste handling needs back on 1.6 (see compat.restore_infotext_keys).
+# The infotext keys our paste handling needs back on 1.6 (see restore_infotext_keys).
 INFOTEXT_KEYS = (*(param.infotext for param in PARAMS if param.infotext), INFOTEXT_VARIANT, INFOTEXT_WARNING)
+# The host's infotext "key: value" pattern from 1.7 on (`re_param_code`); 1.6 allowed only `[\w ]+` in keys,
+# so it read "LCM-LoRA weight: 0.75" as "LoRA weight: 0.75".
+_INFOTEXT_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
 
 def before_process(p, args):
@@ -39,7 +51,7 @@ def before_process(p, args):
     try:
         lcm_settings = settings_for(p, args)
     except SettingsError as e:
-        fail_generation(p, str(e))
+        defer_failure_to_sampler(p, str(e))
         return
     update_generation_state(p, settings=lcm_settings)
     if lcm_settings.enabled:
@@ -60,7 +72,7 @@ def process(p, sd_model):
         else:
             resolve_aliases(p, sd_model)
     except LcmLoraError as e:
-        fail_generation(p, str(e))
+        defer_failure_to_sampler(p, str(e))
 
 
 def settings_for(p, args) -> LcmSettings:
@@ -76,20 +88,20 @@ def apply_settings(p, lcm_settings: LcmSettings):
     """Sampler, steps, CFG (and the hires pass's) as the panel says; infotext records the rest."""
     hires = getattr(p, "enable_hr", False)
     p.sampler_name = lcm_settings.sampler_name
-    compat.reset_schedule_types(p, hires=hires)
+    sampler_api.reset_schedule_types(p, hires=hires)
     p.steps = lcm_settings.steps
     p.cfg_scale = lcm_settings.cfg_scale
     if hires:
         p.hr_sampler_name = lcm_settings.sampler_name
         p.hr_second_pass_steps = 0  # 0 = same as steps: the LCM step count
-        compat.set_hires_cfg_scale(p, lcm_settings.cfg_scale)
+        forge.set_hires_cfg_scale(p, lcm_settings.cfg_scale)
 
     params = p.extra_generation_params
-    params["LCM-LoRA weight"] = lcm_settings.weight
-    params["LCM-LoRA mode"] = lcm_settings.mode
+    params[PARAMS_BY_KEY["weight"].infotext] = lcm_settings.weight
+    params[PARAMS_BY_KEY["mode"].infotext] = lcm_settings.mode
     if lcm_settings.warnings and settings.warnings_enabled():
-        params[INFOTEXT_WARNING] = "; ".join(lcm_settings.warnings)
         for warning in lcm_settings.warnings:
+            add_infotext_warning(p, warning)
             print(f"LCM-LoRA warning: {warning}")
 
 
@@ -124,14 +136,13 @@ def supported_checkpoint(sd_model) -> CheckpointVariant:
 def resolve_aliases(p, sd_model):
     """`<lora:lcm>` typed by the user becomes the loaded checkpoint's LCM-LoRA (panel on or off)."""
     if not prompts_with_alias(p):
-        return None
+        return
     found = supported_checkpoint(sd_model)
     stems = registry.stems()
     _map_prompts(p, lambda text: prompt_tags.resolve_lcm_alias(text, found.stem, stems))
-    return found
 
 
-def enable_for_loaded_checkpoint(p, sd_model, lcm_settings: LcmSettings) -> CheckpointVariant:
+def enable_for_loaded_checkpoint(p, sd_model, lcm_settings: LcmSettings) -> None:
     """Resolve the variant for the loaded checkpoint, make sure its file is there, tag every prompt once."""
     found = supported_checkpoint(sd_model)
     ensure_lora_file(found.variant, found.stem)
@@ -139,7 +150,6 @@ def enable_for_loaded_checkpoint(p, sd_model, lcm_settings: LcmSettings) -> Chec
     _map_prompts(p, lambda text: prompt_tags.apply_lcm_tag(
         text, found.stem, lcm_settings.weight, stems, respect_user_weight=True))
     p.extra_generation_params[INFOTEXT_VARIANT] = found.stem
-    return found
 
 
 def ensure_lora_file(variant: str, stem: str):
@@ -156,31 +166,41 @@ def ensure_lora_file(variant: str, stem: str):
 
 def on_infotext_pasted(infotext: str, params: dict):
     """Our infotext keys hold a "-", which A1111 1.6's paste parser cuts off; put them back for the panel."""
-    compat.restore_infotext_keys(infotext, params, INFOTEXT_KEYS)
+    restore_infotext_keys(infotext, params, INFOTEXT_KEYS)
 
+
+
+def restore_infotext_keys(infotext: str, params: dict, keys) -> None:
+    """For `on_infotext_pasted`: add those of `keys` that the host's parser missed (1.6: every key with a "-")
+    from the infotext's last line, unquoted like the host does. Keys the host parsed are left as they are."""
+    wanted = set(keys) - set(params)
+    if not wanted:
+        return
+    last_line = infotext.strip().split("\n")[-1]
+    for key, value in _INFOTEXT_PARAM.findall(last_line):
+        if key not in wanted:
+            continue
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        params[key] = value
 
 def check_lora_modules(p) -> None:
     """Script hook (after the host activated the prompt's LoRAs): say, once in the console and in the infotext,
     when the host applies fewer modules of one of our LCM-LoRA files than the file holds."""
     for stem in registry.stems():
-        applied = compat.applied_lora_modules(stem)
+        applied = lora_loader.applied_lora_modules(stem)
         if applied is None:
             continue
         count, path = applied
-        expected = _module_count(path, _mtime_ns(path))
+        expected = _module_count(path, mtime_ns(path))
         if expected and count < expected:
             message = (f"the WebUI applied {count} of the {expected} modules of {stem}: the image is not what "
                        "LCM-LoRA was trained to give; update this extension, or report it with your WebUI version")
             say_once(f"LCM-LoRA warning: {message}")
-            params = p.extra_generation_params
-            params[INFOTEXT_WARNING] = "; ".join(filter(None, (params.get(INFOTEXT_WARNING), message)))
-
-
-def _mtime_ns(path):
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
+            add_infotext_warning(p, message)
 
 
 @functools.lru_cache(maxsize=16)

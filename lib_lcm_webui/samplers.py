@@ -4,7 +4,7 @@ What the host's built-in "LCM" (1.8+) does differently:
 - its default schedule is not the reference one (4 steps: t 999/679/339/19 vs diffusers 999/759/499/259);
 - it runs the negative-prompt UNet pass at CFG 1, which cannot change the result;
 - img2img cuts the step count instead of starting the full count at the strength's noise level.
-On Forge the host's CFG denoiser drives the UNet (see `compat`); our samplers only add LCM's boundary condition
+On Forge the host's CFG denoiser drives the UNet (see `compat.forge`); our samplers only add LCM's boundary condition
 to it and load the UNet the way Forge's own samplers do.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ from lib_lcm import sampling, schedules
 from lib_lcm.params import DEFAULTS, PARAMS_BY_KEY, SAMPLER_LCM, SAMPLER_NAMES, SAMPLER_TCD
 from lib_lcm.sampling import uncond_pass_is_redundant
 from lib_lcm.schedules import img2img_plan
-from lib_lcm_webui import compat
-from lib_lcm_webui.state import abort_generation, generation_state, raise_pending_error
+from lib_lcm_webui.compat import cfg_skip, forge, sampler_api
+from lib_lcm_webui.state import abort_generation, add_infotext_warning, generation_state, raise_pending_error
 
-FORGE = compat.forge_sampling()
+FORGE = forge.forge_sampling()
 
 
 def alphas_cumprod_of(denoiser):
@@ -42,10 +42,10 @@ def tcd_gamma(p) -> float:
 
 class CompVisDenoiser(k_diffusion.external.CompVisDenoiser):
     def forward(self, input, sigma, **kwargs):
-        return super().forward(input, sigma, **compat.image_cond_trimmed_to_batch(kwargs, input.shape[0]))
+        return super().forward(input, sigma, **cfg_skip.image_cond_trimmed_to_batch(kwargs, input.shape[0]))
 
 
-class LcmCFGDenoiser(compat.cfg_denoiser_base(FORGE)):
+class LcmCFGDenoiser(forge.cfg_denoiser_base(FORGE)):
     """The host's CFG denoiser, with LCM's boundary condition around the UNet and no uncond pass at CFG 1."""
 
     boundary_condition = True
@@ -66,7 +66,7 @@ class LcmCFGDenoiser(compat.cfg_denoiser_base(FORGE)):
         if not FORGE:  # Forge skips the uncond pass at CFG 1 itself
             conds_list, _ = prompt_parser.reconstruct_multicond_batch(cond, self.step)
             if uncond_pass_is_redundant(conds_list, cond_scale):
-                with compat.uncond_pass_skipped(self) as s_min_uncond:
+                with cfg_skip.uncond_pass_skipped(self) as s_min_uncond:
                     return super().forward(x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond)
         return super().forward(x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond)
 
@@ -107,7 +107,7 @@ class LcmSampler(sd_samplers_kdiffusion.KDiffusionSampler):
             samples = self.launch_sampling(len(sigmas) - 1, lambda: self.func(
                 self.model_wrap_cfg, x, sigmas, extra_args=self.sampler_extra_args,
                 disable=False, callback=self.callback_state, **extra_kwargs))
-        compat.add_sampler_infotext(self, p)
+        sampler_api.add_sampler_infotext(self, p)
         return samples
 
     def forge_sampling_pass(self, x):
@@ -118,7 +118,7 @@ class LcmSampler(sd_samplers_kdiffusion.KDiffusionSampler):
         post_cfg = None
         if self.model_wrap_cfg.boundary_condition:
             post_cfg = sampling.LCMDenoiser(lambda x, sigma, denoised: denoised, alphas_cumprod_of(self.model_wrap))
-        return compat.forge_sampling_pass(FORGE, self.model_wrap.inner_model, x, post_cfg)
+        return forge.forge_sampling_pass(FORGE, self.model_wrap.inner_model, x, post_cfg)
 
     def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
         raise_pending_error(p)
@@ -136,11 +136,11 @@ class LcmSampler(sd_samplers_kdiffusion.KDiffusionSampler):
         except ValueError as e:
             abort_generation(str(e))
         if warning:
-            p.extra_generation_params["LCM-LoRA warning"] = warning
+            add_infotext_warning(p, warning)
             print(f"LCM-LoRA: {warning}")
         sigmas = self.get_sigmas(p, steps, strength=strength)
-        xi = compat.noised_latent(shared.sd_model, x, noise, sigmas[0])
-        xi = compat.with_img2img_extra_noise(p, x, xi, noise)
+        xi = sampler_api.noised_latent(shared.sd_model, x, noise, sigmas[0])
+        xi = sampler_api.with_img2img_extra_noise(p, x, xi, noise)
         self.model_wrap_cfg.init_latent = x
         return self.run(p, xi, sigmas, conditioning, unconditional_conditioning, image_conditioning)
 
@@ -151,7 +151,7 @@ class TcdSampler(LcmSampler):
 
     def sampler_kwargs(self, p, x):
         gamma = tcd_gamma(p)
-        p.extra_generation_params["TCD gamma"] = gamma
+        p.extra_generation_params[PARAMS_BY_KEY["gamma"].infotext] = gamma
         return {**super().sampler_kwargs(p, x), "gamma": gamma, "alphas_cumprod": alphas_cumprod_of(self.model_wrap)}
 
 
@@ -172,7 +172,7 @@ def _refresh_sampler_lists():
         sd_samplers.all_samplers_map.pop(name, None)
     sd_samplers.all_samplers_map.update({s.name: s for s in sd_samplers.all_samplers if s.name in SAMPLER_NAMES})
     sd_samplers.set_samplers()
-    compat.clear_sampler_cache(sd_samplers)
+    sampler_api.clear_sampler_cache(sd_samplers)
 
 
 def register_samplers():

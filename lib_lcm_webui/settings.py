@@ -6,7 +6,6 @@ import gradio as gr
 from modules import shared
 
 from lib_lcm.params import PARAMS
-from lib_lcm_webui import compat
 
 SECTION = ("lcm_lora", "LCM-LoRA")
 DOWNLOAD_SETTING = "lcm_lora_download"
@@ -38,7 +37,7 @@ def options() -> dict:
 
 def register_settings():
     for key, info in options().items():
-        compat.add_option(key, info)
+        add_option(key, info)
 
 
 def panel_defaults() -> dict:
@@ -53,3 +52,21 @@ def downloads_allowed() -> bool:
 
 def warnings_enabled() -> bool:
     return bool(getattr(shared.opts, WARNINGS_SETTING, True))
+
+
+def add_option(key: str, info) -> None:
+    """Register a setting; 1.6's `add_option` left the default out of `opts.data`, so the options API did not
+    list the setting until it was saved once. Store the default like 1.7+ does."""
+    opts = shared.opts
+    opts.add_option(key, info)
+    data = getattr(opts, "data", None)
+    if data is not None and key not in data and not getattr(info, "do_not_save", False):
+        data[key] = info.default
+
+
+def keep_option_for_restore(key: str) -> None:
+    """Before 1.7 an option at its default is not in `opts.data`, and the host restores only those after a
+    generation's `override_settings`: put the default there (same value) so the override is undone."""
+    data = shared.opts.data
+    if key not in data and key in getattr(shared.opts, "data_labels", {}):
+        data[key] = shared.opts.data_labels[key].default

@@ -4,13 +4,13 @@ One frozen object on `p` (attribute `lcm_lora`), always replaced, never mutated:
 shallow copy of `p` per cell, and a shared mutable object would leak one cell's axis values into the next.
 
 The host swallows exceptions raised in script hooks and generates anyway, so a problem found in a hook is
-recorded here (`fail_generation`) and raised by our sampler before its first UNet call (`raise_pending_error`).
+recorded here (`defer_failure_to_sampler`) and raised by our sampler before its first UNet call (`raise_pending_error`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from lib_lcm.params import SAMPLER_LCM, LcmSettings
+from lib_lcm.params import INFOTEXT_WARNING, SAMPLER_LCM, LcmSettings
 
 try:  # the WebUI always ships fastapi; the glue's unit tests may run without it
     from fastapi import HTTPException
@@ -33,10 +33,6 @@ class LcmGeneration:
     def enabled(self) -> bool:
         return self.settings is not None and self.settings.enabled
 
-    @property
-    def warnings(self) -> tuple:
-        return self.settings.warnings if self.settings is not None else ()
-
 
 def generation_state(p) -> LcmGeneration:
     return getattr(p, ATTRIBUTE, None) or LcmGeneration()
@@ -52,9 +48,9 @@ class LcmLoraError(RuntimeError):
     """A generation LCM-LoRA cannot run, with a message that names the fix."""
 
 
-class LcmLoraGenerationError(HTTPException or LcmLoraError):
-    """Aborts a generation: for API callers an HTTPException, so the WebUI answers 422 with the message and
-    prints no traceback; in the UI the message is shown."""
+class GenerationAborted(HTTPException or LcmLoraError):
+    """Aborts a generation from inside the sampler. In a real host it is an HTTPException (not an LcmLoraError), so
+    the WebUI answers API callers 422 with the message and prints no traceback; in the UI the message is shown."""
 
     def __init__(self, message: str):
         if HTTPException is None:
@@ -68,11 +64,12 @@ class LcmLoraGenerationError(HTTPException or LcmLoraError):
 
 
 def abort_generation(message: str):
-    raise LcmLoraGenerationError(message)
+    raise GenerationAborted(message)
 
 
-def fail_generation(p, message: str) -> None:
-    """Record `message` on `p` and route the generation (and its hires pass) to our sampler, which raises it."""
+def defer_failure_to_sampler(p, message: str) -> None:
+    """Record `message` on `p` and route the generation (and its hires pass) to our sampler, which raises it
+    before its first UNet call: the host swallows exceptions raised in script hooks."""
     print(message)
     update_generation_state(p, error=message)
     p.sampler_name = SAMPLER_LCM
@@ -81,7 +78,13 @@ def fail_generation(p, message: str) -> None:
 
 
 def raise_pending_error(p) -> None:
-    """Abort a generation `fail_generation` marked."""
+    """Abort a generation `defer_failure_to_sampler` marked."""
     message = generation_state(p).error
     if message:
         abort_generation(message)
+
+
+def add_infotext_warning(p, message: str) -> None:
+    """Add `message` to the image's "LCM-LoRA warning" infotext; warnings set earlier in the generation stay."""
+    params = p.extra_generation_params
+    params[INFOTEXT_WARNING] = "; ".join(filter(None, (params.get(INFOTEXT_WARNING), message)))

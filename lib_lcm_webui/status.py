@@ -13,9 +13,10 @@ from lib_lcm.weights import download, registry
 from lib_lcm.weights.errors import WeightsError
 from lib_lcm.weights.lora_files import weights_status
 from lib_lcm.weights.progress import progress_text
-from lib_lcm_webui import compat, live
+from lib_lcm_webui import live
 from lib_lcm_webui.checkpoint import ARCHITECTURE_NAMES, detect_loaded_checkpoint
-from lib_lcm_webui.downloads import DownloadRunning, exclusive_download
+from lib_lcm_webui.compat import forge
+from lib_lcm_webui.download_guard import DownloadRunning, exclusive_download
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def current_status(problem: str | None = None) -> PanelStatus:
     """Status for the WebUI's loaded checkpoint (waits while the host is still loading it); `problem`
     replaces the usual text."""
     try:
-        sd_model = compat.describable_model(shared.sd_model, sd_models)
+        sd_model = forge.describable_model(shared.sd_model, sd_models)
     except Exception as e:  # the host failed to load any checkpoint
         return PanelStatus(problem=f"No checkpoint is loaded ({e}).")
     status = replace(panel_status(sd_model, shared.cmd_opts.lora_dir), note=live.fast_decode_note())
@@ -121,7 +122,7 @@ def refresh_status():
     return status_outputs(current_status())
 
 
-def download_weights():
+def on_download_click():
     """Generator for the Download button: the status line shows the progress, then the result.
 
     A click is the user's consent, so this downloads whatever the settings' download policy says.

@@ -10,8 +10,8 @@ from modules import scripts
 from lib_lcm.params import PARAMS_BY_KEY
 from lib_lcm_webui.state import generation_state, update_generation_state
 
-AXES = (("weight", "LCM-LoRA weight"), ("steps", "LCM-LoRA steps"), ("mode", "LCM-LoRA mode"),
-        ("gamma", "LCM-LoRA TCD gamma"))
+# In the order the plot's axis list has always shown them (its indices are public through the API).
+AXES = tuple((key, PARAMS_BY_KEY[key].axis) for key in ("weight", "steps", "mode", "gamma"))
 AXIS_LABELS = tuple(label for _, label in AXES)
 
 
@@ -27,11 +27,6 @@ def _xyz_script_data():
         if data.script_class.__module__ in ("xyz_grid.py", "scripts.xyz_grid") or data.path.endswith("xyz_grid.py"):
             return data
     return None
-
-
-def find_xyz_module():
-    data = _xyz_script_data()
-    return data.module if data is not None else None
 
 
 def _axis_option(xyz, key, label):

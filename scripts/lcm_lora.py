@@ -9,7 +9,8 @@ if _EXTENSION_DIR not in sys.path:
     sys.path.insert(0, _EXTENSION_DIR)
 
 from lib_lcm.params import SCRIPT_TITLE  # noqa: E402
-from lib_lcm_webui import api, compat, panel, processing, samplers, settings, xyz  # noqa: E402
+from lib_lcm_webui import api, panel, processing, samplers, settings, xyz  # noqa: E402
+from lib_lcm_webui.compat import lora_loader  # noqa: E402
 
 
 class LcmLoraScript(scripts.Script):
@@ -34,7 +35,7 @@ class LcmLoraScript(scripts.Script):
 
 def _on_before_ui():
     samplers.register_samplers()
-    compat.map_lora_upsamplers()
+    lora_loader.map_lora_upsamplers()
     xyz.register_axes()
     # Before 1.9 the host registers settings after building the script UIs, which fixes the API's options
     # model first: GET /sdapi/v1/options would leave ours out. Registering twice is harmless.
@@ -51,4 +52,4 @@ script_callbacks.on_app_started(_on_app_started)
 script_callbacks.on_ui_settings(settings.register_settings)
 script_callbacks.on_infotext_pasted(processing.on_infotext_pasted)
 script_callbacks.on_script_unloaded(samplers.unregister_samplers)
-script_callbacks.on_script_unloaded(compat.unmap_lora_upsamplers)
+script_callbacks.on_script_unloaded(lora_loader.unmap_lora_upsamplers)

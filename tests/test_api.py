@@ -130,7 +130,7 @@ def test_a_second_download_of_the_same_variant_is_told_about_the_first(host, mon
     assert started.wait(timeout=30)
     # The second caller, while the first transfer runs (called directly: the test client runs one request at a time).
     with pytest.raises(HTTPException) as second:
-        host.api.start_download(host.api.DownloadRequest(variant="sd15"))
+        host.api.post_download(host.api.DownloadRequest(variant="sd15"))
     release.set()
     worker.join(timeout=30)
     assert second.value.status_code == 409 and "already running" in second.value.detail

@@ -1,4 +1,5 @@
-"""bench/report.py renders README's tables from the benches' JSON lines: every figure from the files, none lost."""
+"""bench/report.py renders docs/speed.md's tables from the benches' JSON lines: every figure from the files,
+none lost."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The host's LoRA loader and SDXL's up-block-0 upsampler (lib_lcm_webui.compat), against a stand-in of A1111's
+"""The host's LoRA loader and SDXL's up-block-0 upsampler (lib_lcm_webui.compat.lora_loader), against a stand-in of A1111's
 `extensions-builtin/Lora/networks.py` naming rule; the real loader runs in tests/e2e/test_lora_modules.py."""
 from __future__ import annotations
 
@@ -36,9 +36,10 @@ def host():
     with fake_webui() as fake:
         sys.modules["networks"] = networks
         try:
-            from lib_lcm_webui import compat, processing
+            from lib_lcm_webui import processing
+            from lib_lcm_webui.compat import lora_loader
 
-            fake.compat, fake.processing, fake.networks = compat, processing, networks
+            fake.lora_loader, fake.processing, fake.networks = lora_loader, processing, networks
             yield fake
         finally:
             del sys.modules["networks"]
@@ -50,12 +51,12 @@ def convert(host, layers, key):
 
 
 def test_sdxls_up_block_0_upsampler_gets_the_name_of_the_loaded_unet(host):
-    assert host.compat.map_lora_upsamplers() is True
+    assert host.lora_loader.map_lora_upsamplers() is True
     assert convert(host, SDXL_LAYERS, KEY) == "diffusion_model_output_blocks_2_2_conv"
 
 
 def test_names_the_host_maps_are_never_changed(host):
-    host.compat.map_lora_upsamplers()
+    host.lora_loader.map_lora_upsamplers()
     assert convert(host, SD1_LAYERS, KEY) == "diffusion_model_output_blocks_2_1_conv"
     assert convert(host, SDXL_LAYERS, "lora_unet_up_blocks_1_upsamplers_0_conv") == "diffusion_model_output_blocks_5_2_conv"
     other = "lora_unet_output_blocks_2_1_proj_in"
@@ -63,16 +64,16 @@ def test_names_the_host_maps_are_never_changed(host):
 
 
 def test_the_patch_is_undone_and_never_stacked(host):
-    host.compat.map_lora_upsamplers()
-    host.compat.map_lora_upsamplers()  # Reload UI: replaced, not wrapped twice
-    host.compat.unmap_lora_upsamplers()
+    host.lora_loader.map_lora_upsamplers()
+    host.lora_loader.map_lora_upsamplers()  # Reload UI: replaced, not wrapped twice
+    host.lora_loader.unmap_lora_upsamplers()
     assert host.networks.convert_diffusers_name_to_compvis is a1111_convert
-    host.compat.unmap_lora_upsamplers()  # nothing to undo: no error
+    host.lora_loader.unmap_lora_upsamplers()  # nothing to undo: no error
 
 
 def test_a_host_without_a1111s_loader_is_left_alone(host):
     del host.networks.convert_diffusers_name_to_compvis  # Forge names modules from the model's own config
-    assert host.compat.map_lora_upsamplers() is False
+    assert host.lora_loader.map_lora_upsamplers() is False
 
 
 def reforge_stub(key, is_sd2):
@@ -83,7 +84,7 @@ def test_reforges_stubs_of_the_a1111_loader_are_left_alone_and_no_module_count_i
     # reForge loads LoRAs through ldm_patched: no `module_types`, a no-op name converter, `modules` always empty
     host.networks.convert_diffusers_name_to_compvis = reforge_stub
     del host.networks.module_types
-    assert host.compat.map_lora_upsamplers() is False
+    assert host.lora_loader.map_lora_upsamplers() is False
     assert host.networks.convert_diffusers_name_to_compvis is reforge_stub
     path = lora_file(tmp_path, ["lora_unet_a", KEY])
     loaded(host, path, [])

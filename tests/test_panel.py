@@ -205,7 +205,7 @@ def test_status_line_refreshes_on_enable_on_request_and_after_download():
     status, download, refresh = (created[f"lcm_lora_txt2img_{key}"] for key in ("status", "download", "refresh"))
     server_events = {(name, kw["fn"]) for name, kw in inputs[0].events + refresh.events + download.events if kw.get("fn")}
     assert server_events == {("change", glue.refresh_status), ("click", glue.refresh_status),
-                             ("click", glue.download_weights)}
+                             ("click", glue.on_download_click)}
     for _, kw in inputs[0].events + refresh.events + download.events:
         if kw.get("fn"):
             assert kw["outputs"] == [status, download]
@@ -380,7 +380,7 @@ def test_download_button_shows_progress_then_the_installed_status(tmp_path, monk
         host.shared.sd_model = fake_model(tmp_path)
         host.shared.cmd_opts.lora_dir = str(lora_dir)
         first_html, first_button = glue.refresh_status()
-        updates = glue.download_weights()
+        updates = glue.on_download_click()
         steps = [next(updates)]  # the download is running (held by `release`) when the first update comes
         release.set()
         steps += list(updates)
@@ -404,7 +404,7 @@ def test_download_error_is_shown_in_the_status_line(tmp_path, monkeypatch):
     with fake_host() as host:
         host.shared.sd_model = fake_model(tmp_path)
         host.shared.cmd_opts.lora_dir = str(tmp_path)
-        final_html, final_button = list(glue.download_weights())[-1]
+        final_html, final_button = list(glue.on_download_click())[-1]
     assert "HF_HUB_OFFLINE is set" in final_html
     assert final_button == {"__type__": "update", "visible": True}
 

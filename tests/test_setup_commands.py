@@ -1,6 +1,6 @@
-"""README's two set-up commands, as written: the test command leaves the Python it is called with untouched (it
-only makes the checkout's own virtual environment), CI runs exactly it, and the weights command uses the WebUI's
-own python, never a pip install into whatever `python3` is."""
+"""README's two set-up commands, as written: the test command (under Development) leaves the Python it is called
+with untouched (it only makes the checkout's own virtual environment), CI runs exactly it, and the weights command
+(README's main-job section) uses the WebUI's own python, never a pip install into whatever `python3` is."""
 from __future__ import annotations
 
 import os
@@ -14,9 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def setup_section() -> str:
-    start = README.index("## The two set-up commands")
-    return README[start:README.index("\n## ", start + 1)]
+TEST_SECTION = "## Development"
+WEIGHTS_SECTION = "## Download the weights"
+
+
+def section(heading: str) -> str:
+    """README from the line starting with ``heading`` to the next second-level heading."""
+    start = README.index(f"\n{heading}") + 1
+    end = README.find("\n## ", start)
+    return README[start:] if end < 0 else README[start:end]
 
 
 def fenced(section: str, language: str) -> list[str]:
@@ -24,7 +30,7 @@ def fenced(section: str, language: str) -> list[str]:
 
 
 def readme_test_command() -> str:
-    blocks = [block for block in fenced(setup_section(), "bash") if "pytest" in block]
+    blocks = [block for block in fenced(section(TEST_SECTION), "bash") if "pytest" in block]
     assert len(blocks) == 1, blocks
     return blocks[0]
 
@@ -77,11 +83,11 @@ def test_the_callers_python_is_the_same_after_the_command_makes_its_venv(tmp_pat
 
 
 def test_the_weights_command_runs_the_webuis_own_python_from_the_extension_folder():
-    section = setup_section()
-    weights = [block for block in fenced(section, "bash") if "lib_lcm download" in block]
+    weights_section = section(WEIGHTS_SECTION)
+    weights = [block for block in fenced(weights_section, "bash") if "lib_lcm download" in block]
     assert len(weights) == 1
     cd, run = steps(weights[0])
     assert cd[0] == "cd" and cd[1].endswith("/extensions/sd-webui-lcm-lora")
     assert run[:3] == ["../../venv/bin/python", "-m", "lib_lcm"] and "pip" not in weights[0]
-    windows = fenced(section, "bat")
+    windows = fenced(weights_section, "bat")
     assert len(windows) == 1 and "..\\..\\venv\\Scripts\\python.exe -m lib_lcm download" in windows[0]

@@ -26,6 +26,7 @@ import torch
 from lib_lcm import sampling, schedules
 from lib_lcm.params import LcmSettings
 from lib_lcm.schedules import scaled_linear_alphas_cumprod
+from tests.fake_webui import CFGDenoiser as A1111CFGDenoiser
 from tests.fake_webui import FakeP, MultiCond, fake_webui, installed_modules
 
 BATCH = 2
@@ -137,14 +138,8 @@ def make_sampling_function_module(events, name=FORGE2):
 
 
 def make_cfg_denoiser(sampling_function_module):
-    class CFGDenoiser(torch.nn.Module):
-        def __init__(self, sampler):
-            super().__init__()
-            self.sampler = sampler
-            self.model_wrap = None
-            self.step = 0
-            self.p = None
-            self.mask = None
+    class CFGDenoiser(A1111CFGDenoiser):
+        """A1111's fake with Forge's forward: the UNet runs through Forge's sampling function."""
 
         @property
         def inner_model(self):
@@ -198,10 +193,11 @@ def fake_forge(layout=FORGE2):
         else:
             modules_forge.forge_sampler = installed[LDM_PATCHED] = sampling_function
         with installed_modules(installed):
-            from lib_lcm_webui import compat, processing, samplers
+            from lib_lcm_webui import processing, samplers
+            from lib_lcm_webui.compat import forge as compat_forge
 
             samplers.register_samplers()
-            host.compat, host.processing, host.samplers = compat, processing, samplers
+            host.compat_forge, host.processing, host.samplers = compat_forge, processing, samplers
             host.events = events
             host.sampling_module = sampling_function
             host.unet = host.sd_model.forge_objects.unet
@@ -244,15 +240,16 @@ def unet_calls(host):
 
 
 def test_forge_is_detected_only_with_its_modules(forge):
-    assert forge.compat.forge_sampling() is sys.modules[forge.sampling_module.__name__]
-    assert forge.samplers.FORGE is forge.compat.forge_sampling()
+    assert forge.compat_forge.forge_sampling() is sys.modules[forge.sampling_module.__name__]
+    assert forge.samplers.FORGE is forge.compat_forge.forge_sampling()
 
 
 def test_a1111_is_not_taken_for_forge():
     with fake_webui():
-        from lib_lcm_webui import compat, samplers
+        from lib_lcm_webui import samplers
+        from lib_lcm_webui.compat import forge
 
-        assert compat.forge_sampling() is None and samplers.FORGE is None
+        assert forge.forge_sampling() is None and samplers.FORGE is None
 
 
 def test_cfg1_runs_forges_denoiser_once_per_step_at_the_reference_timesteps(forge):

@@ -48,10 +48,11 @@ def run_txt2img(host, sampler_name, p, cond, uncond, seed=0):
 @pytest.fixture
 def host():
     with fake_webui() as fake:
-        from lib_lcm_webui import compat, processing, samplers, state
+        from lib_lcm_webui import processing, samplers, state
+        from lib_lcm_webui.compat import cfg_skip
 
         samplers.register_samplers()
-        fake.samplers, fake.processing, fake.compat, fake.state = samplers, processing, compat, state
+        fake.samplers, fake.processing, fake.cfg_skip, fake.state = samplers, processing, cfg_skip, state
         yield fake
 
 
@@ -134,6 +135,15 @@ def test_img2img_with_too_little_strength_for_the_steps_runs_fewer_and_says_so(h
     assert "allows at most 5" in p.extra_generation_params["LCM-LoRA warning"]
 
 
+def test_img2img_step_warning_keeps_the_warnings_set_before_it(host):
+    p = FakeP(cfg_scale=3.0, steps=8, denoising_strength=0.1)
+    p.extra_generation_params["LCM-LoRA warning"] = "CFG 3 > 2 over-saturates LCM-LoRA images; use 1-2"
+    run_img2img(host, p)
+    assert p.extra_generation_params["LCM-LoRA warning"] == (
+        "CFG 3 > 2 over-saturates LCM-LoRA images; use 1-2; "
+        "denoising strength 0.1 allows at most 5 LCM steps; ran 5 instead of 8")
+
+
 def test_tcd_sampler_runs_and_records_gamma(host):
     cond, uncond = conds()
     p = FakeP(cfg_scale=1.0, steps=4)
@@ -166,7 +176,7 @@ def test_registration_is_idempotent_and_undone(host):
 
 
 def test_odd_step_only_changes_parity(host):
-    step = host.compat._OddStep(4)
+    step = host.cfg_skip._OddStep(4)
     assert step % 2 == 1 and step == 4 and step / 2 == 2
     assert type(step + 1) is int and step + 1 == 5
 
@@ -175,11 +185,11 @@ def test_odd_step_only_changes_parity(host):
 def test_skipped_uncond_pass_runs_unbatched_so_row_pickers_see_only_cond_rows(host, monkeypatch, saved):
     """AnimateDiff's context windows index rows i and i + frames while batch_cond_uncond is on (sd-webui-animatediff
     infv2v); during our skipped call it is off, and afterwards as it was (unset stays unset)."""
-    opts = host.compat.shared.opts
+    opts = host.cfg_skip.shared.opts
     monkeypatch.setattr(opts, "data_labels", {"batch_cond_uncond": object()}, raising=False)
     monkeypatch.setattr(opts, "data", dict(saved), raising=False)
     denoiser = types.SimpleNamespace(p=FakeP(), step=0)
-    with host.compat.uncond_pass_skipped(denoiser):
+    with host.cfg_skip.uncond_pass_skipped(denoiser):
         assert opts.data["batch_cond_uncond"] is False
     assert opts.data == saved
 

@@ -30,7 +30,7 @@ NPM_TIMEOUT = 600
 RUN_TIMEOUT = 900
 STYLE_TAG = "<lora:tiny-style-sd15:0.8>"
 LCM_TAG = "<lora:lcm-lora-sdv1-5:1>"
-# First A1111 releases with a host feature the page shows (lib_lcm_webui/compat.py, docs/compatibility.md).
+# First A1111 releases with a host feature the page shows (lib_lcm_webui/compat/, docs/compatibility.md).
 HEADER_CHECKBOX = (1, 7, 0)  # InputAccordion's checkbox in its header; on 1.6 opening the panel is the switch
 SCHEDULE_TYPES = (1, 9, 0)  # the tab's "Schedule type" control
 # The Forges report no release (an untagged checkout: newer than any, so both of the above) and load none of the
