@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lib_lcm.families import FAMILY_KEYS, family_key
+from lib_lcm.families import FAMILIES, FAMILY_KEYS, family_key
 from lib_lcm.recipes import RECIPES
 from lib_lcm.weights import catalogue
 from lib_lcm.weights import registry as reg
@@ -94,7 +94,7 @@ def test_every_file_of_the_issue_is_a_catalogue_entry(shipped):
         assert entry.revision == REVISIONS[repo]
         assert entry.filename == ("pytorch_lora_weights.safetensors" if repo.startswith("h1t/") else f"{stem}.safetensors")
         assert entry.stem == ({"tcd-sd15": "tcd-sd15-lora", "tcd-sdxl": "tcd-sdxl-lora"}.get(variant) or stem)
-        assert entry.recipe in RECIPES and entry.defaults["steps"] == steps[0] and entry.defaults["weight"] == 1.0
+        assert entry.recipe in RECIPES
 
 
 def test_only_confirmed_files_are_called_verified(shipped):
@@ -111,11 +111,12 @@ def test_each_family_has_its_files_and_defaults(shipped):
     assert catalogue.architectures_of(shipped, "lightning") == ["sdxl", "sdxl-inpaint"]
     assert catalogue.architectures_of(shipped, "dmd2") == ["sdxl", "sdxl-inpaint"]
     assert catalogue.architectures_of(shipped, "hyper")[:2] == ["sd1", "sd1-inpaint"]
-    assert {e.defaults["cfg_scale"] for e in catalogue.family_entries(shipped, "hyper-cfg")} == {5.0}
-    assert all(e.defaults["cfg_scale"] == 1.0 for f in ("tcd", "hyper", "lightning", "dmd2")
-               for e in catalogue.family_entries(shipped, f))
-    assert shipped["hyper-sdxl-1step"].defaults["gamma"] == 1.0 and shipped["tcd-sdxl"].defaults["gamma"] == 0.3
+    assert RECIPES[shipped["hyper-sdxl-1step"].recipe].gamma == 1.0 and RECIPES[shipped["tcd-sdxl"].recipe].gamma == 0.3
     assert shipped["dmd2-sdxl-4step"].license == "cc-by-nc-4.0"
+    for family in FAMILIES:  # the step count a family starts at has a file distilled for it
+        for label in catalogue.architectures_of(shipped, family.key):
+            entry = catalogue.select_entry(shipped, family.key, label, family.steps)
+            assert catalogue.steps_warning(entry, family.steps) is None, (family.key, label)
 
 
 @pytest.mark.parametrize(("family", "architecture", "steps", "variant", "warns"), [
@@ -184,8 +185,6 @@ def test_obsolete_upload_is_named_on_verification(tmp_path):
     ({"steps": [8, 4]}, r"steps must be \[low, high\]"),
     ({"steps": 4}, r"steps must be \[low, high\]"),
     ({"recipe": "Euler A"}, "recipe must be a recipe name"),
-    ({"defaults": {"cfg": 1}}, "defaults must map steps, cfg_scale, weight, gamma"),
-    ({"defaults": {"steps": True}}, "defaults must map"),
     ({"obsolete": [{"sha256": "xyz"}]}, "obsolete must be a list"),
 ])
 def test_bad_catalogue_fields_are_named(raw, complaint):

@@ -1,5 +1,5 @@
 """The weights registry (the catalogue): which file each variant is, its few-step family, which checkpoint families
-it is for, the step counts it was distilled for, its sampling recipe and its defaults.
+it is for, the step counts it was distilled for and its sampling recipe.
 
 Standard library only: install.py reads the registry at every WebUI launch and must stay well under 0.3 s.
 
@@ -20,8 +20,7 @@ maps a variant id to a Hugging Face repo file. Schema (per variant, unknown keys
   are ever fetched without being asked for (install.py's "auto" and "all"); the others on demand.
 - ``steps`` (``[low, high]``, optional): the step counts the file was distilled for; outside them a generation
   runs with a guard-rail warning. ``recipe`` (a ``lib_lcm.recipes.RECIPES`` key, default "lcm"): the sampler the
-  model card runs it with. ``defaults`` (object of ``steps``, ``cfg_scale``, ``weight``, ``gamma``): what picking
-  the file sets.
+  model card runs it with (what picking a family sets in the panel is the family's, ``lib_lcm.families``).
 - ``obsolete`` (list of ``{"sha256", "size", "note"}``): earlier uploads the repository replaced; a file with one
   of these hashes is recognised and named, never accepted.
 
@@ -35,7 +34,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -53,7 +51,6 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _STEM = re.compile(r"^[A-Za-z0-9][\w.-]*$")
 _VARIANT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-DEFAULT_KEYS = {"steps": int, "cfg_scale": (int, float), "weight": (int, float), "gamma": (int, float)}
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,6 @@ class WeightsEntry:
     family: str = DEFAULT_FAMILY
     steps: tuple[int, int] | None = None
     recipe: str = "lcm"
-    defaults: Mapping = dataclass_field(default_factory=lambda: MappingProxyType({}))
     obsolete: tuple[ObsoleteFile, ...] = ()
 
     def url(self, endpoint: str | None = None) -> str:
@@ -209,7 +205,7 @@ def _parse_entry(variant, raw, bad) -> WeightsEntry:
 
 
 def _catalogue_fields(variant, raw, bad) -> dict:
-    """``family``, ``steps``, ``recipe``, ``defaults`` and ``obsolete``, validated (see the module docstring)."""
+    """``family``, ``steps``, ``recipe`` and ``obsolete``, validated (see the module docstring)."""
     family = raw.get("family", DEFAULT_FAMILY)
     if family not in FAMILY_KEYS:
         raise bad(f"{variant}.family must be one of {', '.join(FAMILY_KEYS)}, got {family!r}")
@@ -221,14 +217,8 @@ def _catalogue_fields(variant, raw, bad) -> dict:
     recipe = raw.get("recipe", "lcm")
     if not isinstance(recipe, str) or not _VARIANT.match(recipe):
         raise bad(f"{variant}.recipe must be a recipe name such as \"ddim-trailing\"")
-    defaults = raw.get("defaults") or {}
-    if not isinstance(defaults, dict) or any(
-        key not in DEFAULT_KEYS or isinstance(value, bool) or not isinstance(value, DEFAULT_KEYS[key])
-        for key, value in defaults.items()
-    ):
-        raise bad(f"{variant}.defaults must map {', '.join(DEFAULT_KEYS)} to numbers")
     return {"family": family, "steps": tuple(steps) if steps else None, "recipe": recipe,
-            "defaults": MappingProxyType(dict(defaults)), "obsolete": _obsolete_files(variant, raw, bad)}
+            "obsolete": _obsolete_files(variant, raw, bad)}
 
 
 def _obsolete_files(variant, raw, bad) -> tuple[ObsoleteFile, ...]:
