@@ -19,6 +19,7 @@ try:  # A1111 1.6+: a checkbox that is the accordion's header (forks may lack it
 except ImportError:
     InputAccordion = None
 
+from lib_lcm.families import DEFAULT_FAMILY, FAMILIES_BY_KEY, FAMILY_DEFAULTS, FAMILY_LABELS, family_key
 from lib_lcm.params import (
     ELEM_PREFIX,
     INFOTEXT_VARIANT,
@@ -54,7 +55,8 @@ PANEL_INPUTS = ("enabled", "steps", "cfg_scale", "weight", "mode", "status")
 
 # "Send to img2img / inpaint" copies, from txt2img, the components whose field names are in paste_field_names.
 # These names never appear in an infotext, so pasting parameters leaves them to the fields read from it.
-SEND_TO_FIELDS = {"enabled": "LCM-LoRA enabled", "steps": "LCM-LoRA steps", "cfg_scale": "LCM-LoRA CFG"}
+SEND_TO_FIELDS = {"enabled": "LCM-LoRA enabled", "steps": "LCM-LoRA steps", "cfg_scale": "LCM-LoRA CFG",
+                  "family": "LCM-LoRA family choice"}
 
 HIRES_NOTE = (
     "While on, the tab's Sampling method, Schedule type, Sampling steps and CFG Scale follow this panel and "
@@ -83,6 +85,9 @@ def _initial_values() -> dict:
 
 def _component(param, tab, value, **kwargs):
     common = {"label": param.label, "elem_id": elem_id(tab, param.key), **kwargs}
+    if param.labels:  # shown by label; parse_script_args reads a label back as its choice
+        labels = dict(zip(param.choices, param.labels, strict=True))
+        return gr.Radio(choices=list(param.labels), value=labels.get(value, value), **common)
     if param.choices:
         return gr.Radio(choices=list(param.choices), value=value, **common)
     if param.kind is bool:
@@ -104,11 +109,12 @@ def _switch_and_container(tab):
 
 
 def _panel_controls(tab, values, components):
-    rows = (("steps", "cfg_scale"), ("weight", "mode", "gamma"))
+    rows = (("family",), ("steps", "cfg_scale"), ("weight", "mode", "gamma"))
+    visible = control_visibility(values["family"], values["mode"])
     for keys in rows:
         with gr.Row(elem_classes=["lcm-lora-row"]):
             for key in keys:
-                extra = {"visible": values["mode"] == "TCD"} if key == "gamma" else {}
+                extra = {"visible": visible[key]} if key in visible else {}
                 components[key] = _component(PARAMS_BY_KEY[key], tab, values[key], **extra)
     with gr.Row(elem_classes=["lcm-lora-row"]):
         components[LIVE_SWITCH] = gr.Checkbox(False, label="Live: a new image after every edit",
@@ -141,16 +147,41 @@ def build_panel(script, is_img2img: bool):
     _wire_panel(components, download, refresh)
     script.on_after_component(lambda _: _wire_page(tab, components), elem_id=f"generation_info_{tab}")
     script.infotext_fields = infotext_fields(components)
-    script.paste_field_names = [param.infotext for param in PARAMS if param.infotext] + list(SEND_TO_FIELDS.values())
+    # The family's infotext is read by a function (an LCM-LoRA image has none): "Send to" copies it by its own name.
+    script.paste_field_names = [param.infotext for param in PARAMS if param.infotext and param.key != "family"] + list(
+        SEND_TO_FIELDS.values())
     return [components[param.key] for param in PARAMS]
 
 
+def control_visibility(family, mode) -> dict:
+    """The sampler mode is LCM-LoRA's own; gamma is TCD's (LCM-LoRA in TCD mode, or the TCD family)."""
+    family = family_key(family) or DEFAULT_FAMILY
+    return {"mode": family == DEFAULT_FAMILY,
+            "gamma": (family == DEFAULT_FAMILY and mode == "TCD") or family == "tcd"}
+
+
+def on_family_change(family, mode):
+    """Picking a family sets its steps, CFG and weight (lib_lcm.families), and shows the controls it uses."""
+    chosen = FAMILIES_BY_KEY[family_key(family) or DEFAULT_FAMILY]
+    visible = control_visibility(family, mode)
+    return (*(gr.update(value=getattr(chosen, key)) for key in FAMILY_DEFAULTS),
+            gr.update(visible=visible["mode"]), gr.update(visible=visible["gamma"]))
+
+
 def _wire_panel(components, download, refresh):
-    """Server-side events: the status line (on enable, on request from the page, after a download)."""
+    """Server-side events: the status line (on enable, on a family or step change, on request from the page,
+    after a download); a family's defaults when it is picked."""
     status_outputs = [components["status"], download]
-    components["enabled"].change(fn=refresh_status, inputs=[], outputs=status_outputs, show_progress=False)
-    refresh.click(fn=refresh_status, inputs=[], outputs=status_outputs, show_progress=False)
-    download.click(fn=on_download_click, inputs=[], outputs=status_outputs, show_progress=False)
+    chosen = [components["family"], components["steps"]]
+    components["enabled"].change(fn=refresh_status, inputs=chosen, outputs=status_outputs, show_progress=False)
+    refresh.click(fn=refresh_status, inputs=chosen, outputs=status_outputs, show_progress=False)
+    download.click(fn=on_download_click, inputs=chosen, outputs=status_outputs, show_progress=False)
+    components["family"].change(
+        fn=on_family_change, inputs=[components["family"], components["mode"]],
+        outputs=[*(components[key] for key in FAMILY_DEFAULTS), components["mode"], components["gamma"]],
+        show_progress=False)
+    for key in ("family", "steps"):  # the file (and its recipe) follows the family and the step count
+        components[key].change(fn=refresh_status, inputs=chosen, outputs=status_outputs, show_progress=False)
     components["mode"].change(fn=None, _js="lcmLoraPanel.gammaVisibility", inputs=[components["mode"]],
                               outputs=[components["gamma"]], show_progress=False)
 
@@ -158,7 +189,8 @@ def _wire_panel(components, download, refresh):
 def page_config(tab: str, input_names, output_names) -> dict:
     """What javascript/lcm_lora_panel.js needs to know, from the one home of each fact."""
     return {"tab": tab, "inputs": list(input_names), "outputs": list(output_names),
-            "samplers": dict(SAMPLERS_BY_MODE), "stems": list(registry.stems()), "fixed": dict(FIXED_TARGETS)}
+            "samplers": dict(SAMPLERS_BY_MODE), "stems": list(registry.stems(family=None)),
+            "fixed": dict(FIXED_TARGETS)}
 
 
 def page_logic_js(tab: str, input_names, output_names) -> str:
@@ -220,11 +252,18 @@ def infotext_fields(components: dict):
             return convert(params[key])
         return read
 
+    def family_label(params):
+        # An LCM-LoRA image's infotext has no family key: pasting it picks LCM-LoRA again.
+        if INFOTEXT_VARIANT not in params:
+            return gr.update()
+        return FAMILY_LABELS.get(family_key(params.get(PARAMS_BY_KEY["family"].infotext, "")) or DEFAULT_FAMILY)
+
     fields = [(components["enabled"], lambda params: INFOTEXT_VARIANT in params)]
+    fields.append((components["family"], family_label))
     fields.append((components["steps"], when_lcm("Steps", int)))
     fields.append((components["cfg_scale"], when_lcm("CFG scale", float)))
     for param in PARAMS:
-        if param.infotext:
+        if param.infotext and param.key != "family":
             fields.append((components[param.key], param.infotext))
     fields.extend((components[key], name) for key, name in SEND_TO_FIELDS.items())
     return fields

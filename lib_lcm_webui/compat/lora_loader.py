@@ -59,6 +59,28 @@ def unmap_lora_upsamplers() -> None:
         patches.undo(__name__, networks, "convert_diffusers_name_to_compvis")
 
 
+def lora_file_sha256(name: str) -> str | None:
+    """The sha256 of the whole file the prompt's `<lora:NAME>` loads, or None where the host does not know the
+    name (or runs with --no-hashing).
+
+    Not the host's `Lora hashes` value: for .safetensors that is the kohya "addnet" hash of the tensor data only,
+    which cannot be compared with the file hashes the repositories publish. Hashed once through the host's own hash
+    cache (cache.json, title "lcm-lora-file/NAME", re-hashed when the file changes). Duck-typed on the built-in
+    Lora extension's `available_network_aliases` (A1111 1.5+, the Forges)."""
+    networks = sys.modules.get("networks")
+    aliases = getattr(networks, "available_network_aliases", None)
+    network = aliases.get(name) if isinstance(aliases, dict) else None
+    filename = getattr(network, "filename", None)
+    if not filename:
+        return None
+    from modules import hashes  # the host's, imported where used: the glue's unit tests run without it
+
+    try:
+        return hashes.sha256(filename, f"lcm-lora-file/{getattr(network, 'name', name)}", use_addnet_hash=False)
+    except OSError:
+        return None
+
+
 def applied_lora_modules(stem: str):
     """(modules the host applies, the network's file) for the loaded LoRA named `stem`; None where unknown."""
     networks = lora_loader()
