@@ -6,8 +6,9 @@
 // lib_lcm_webui/panel.py wires gradio events with `_js` = lcmLoraPanel.handle(config, args): gradio passes the
 // current values of the panel and of the tab's controls, and applies the values returned (gradio updates),
 // without a request to the server. `config` (lib_lcm_webui.panel.page_config) carries every fact this script
-// needs: the sampler per mode (`samplers`), the LCM-LoRA file stems (`stems`) and what the host controls that
-// follow no panel value are set to (`fixed`). `react` below is the pure part (tested with node --test in
+// needs: the sampler per mode (`samplers`), every catalogue file's stem (`stems`) and what the host controls that
+// follow no panel value are set to (`fixed`). A family other than LCM-LoRA runs its file's recipe: the status line
+// names that sampler (`data-lcm-sampler`), which then wins over the mode's. `react` below is the pure part (tested with node --test in
 // tests/js/panel_logic.test.mjs).
 
 var lcmLoraPanel = (function() {
@@ -32,6 +33,12 @@ var lcmLoraPanel = (function() {
         return match[1] === "" ? null : match[1];
     }
 
+    // The sampler of the family's file the server put in the status line, or undefined (LCM-LoRA: by mode).
+    function samplerFromStatus(statusHtml) {
+        var match = /data-lcm-sampler="([^"]*)"/.exec(statusHtml || "");
+        return match && match[1] ? match[1] : undefined;
+    }
+
     function sameValue(a, b) {
         if (typeof a === "number" || typeof b === "number") {
             return a !== "" && b !== "" && a !== null && b !== null && Number(a) === Number(b);
@@ -43,7 +50,7 @@ var lcmLoraPanel = (function() {
         var targets = {};
         Object.keys(FOLLOWERS).concat(Object.keys(config.fixed)).forEach(function(name) {
             if (!(name in values)) return;
-            if (name === "sampler") targets[name] = config.samplers[values.mode];
+            if (name === "sampler") targets[name] = samplerFromStatus(values.status) || config.samplers[values.mode];
             else if (name in FOLLOWERS) targets[name] = values[FOLLOWERS[name]];
             else targets[name] = config.fixed[name];
         });
@@ -203,6 +210,7 @@ var lcmLoraPanel = (function() {
         react: react,
         newState: newState,
         stemFromStatus: stemFromStatus,
+        samplerFromStatus: samplerFromStatus,
         gammaVisibility: gammaVisibility,
         onOptions: onOptions,
         watchTopBar: watchTopBar,

@@ -172,6 +172,20 @@ test("stemFromStatus reads the server's data attribute", () => {
     assert.equal(panel.stemFromStatus(null), undefined);
 });
 
+test("a family's status names its file and sampler: the tab gets that sampler and tag, not the mode's", () => {
+    const LIGHTNING = '<div class="lcm-lora-status" data-lcm-stem="sdxl_lightning_4step_lora" data-lcm-installed="true"'
+        + ' data-lcm-sampler="LCM-LoRA Euler trailing">...</div>';
+    const config = {...CONFIG, stems: [...STEMS, "sdxl_lightning_4step_lora"]};
+    const state = panel.newState();
+    const on = {...txt2img({enabled: true, status: SDXL}), ...panel.react(state, txt2img({enabled: true, status: SDXL}), config)};
+    assert.equal(on.sampler, "LCM-LoRA");
+    const family = {...on, status: LIGHTNING};
+    const changed = {...family, ...panel.react(state, family, config)};
+    assert.equal(changed.sampler, "LCM-LoRA Euler trailing");
+    assert.equal(changed.prompt, "a cat, <lora:style:0.8> <lora:sdxl_lightning_4step_lora:1>");
+    assert.equal(panel.samplerFromStatus(SD15), undefined);
+});
+
 test("handle maps gradio's argument list to the outputs, empty updates where nothing changes", () => {
     const config = {
         tab: "handle-test", ...CONFIG,
