@@ -43,9 +43,12 @@ def _exit_on_sigterm(signum, frame):
     sys.exit(f"stopped by signal {signum}")  # unwinds, so the caller's `finally` stops the WebUI
 
 
-def start(work: Path, model: str = "tiny", ui: bool = False) -> Bench:
+def start(work: Path, model: str = "tiny", ui: bool = False, extra_variants=None, checkpoints=()) -> Bench:
     """Start the bench's WebUI (API only, or with its page when `ui`) with the host's TAESD decoder file in place
-    (a random stand-in, tests/fixtures/taesd.py: the host cannot download the real one offline)."""
+    (a random stand-in, tests/fixtures/taesd.py: the host cannot download the real one offline).
+
+    `extra_variants` ({registry variant: file}) puts more catalogue files in place under their stems, registered
+    with their own size and hash; `checkpoints` are loaded next to the model set's SD 1.5."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     installation = Installation.from_env()
     if installation is None:
@@ -61,9 +64,12 @@ def start(work: Path, model: str = "tiny", ui: bool = False) -> Bench:
         loras[tiny.STYLE_LORA_FILE] = models.style_lora
     shipped = json.loads((ROOT / "lib_lcm" / "weights" / "registry.json").read_text())
     registry = work / "registry.json"
-    registry.write_text(json.dumps(tiny_registry(shipped, {"sd15": sd15_lora})))
+    variants = {"sd15": sd15_lora, **(extra_variants or {})}
+    for variant, path in (extra_variants or {}).items():
+        loras[f"LCM-LoRA/{shipped['variants'][variant]['stem']}.safetensors"] = path
+    registry.write_text(json.dumps(tiny_registry(shipped, variants)))
     assert TINY_LCM_LORAS["sd15"] == tiny.LCM_LORA_FILES["sd1"]
-    data_dir = DataDir.create(work / "data", [checkpoint], loras,
+    data_dir = DataDir.create(work / "data", [checkpoint, *checkpoints], loras,
                               extensions={EXTENSION_NAME: ROOT, "lcm-test-probe": PROBE_EXTENSION})
     taesd.write_decoder(data_dir.root / "models" / "VAE-taesd" / taesd.FILE_NAME)
     server = WebUIServer(installation, data_dir, ui=ui, extra_env={"LCM_LORA_REGISTRY": str(registry)})
