@@ -178,11 +178,13 @@ def enable_family(p, sd_model, lcm_settings: LcmSettings) -> None:
     if warning and settings.warnings_enabled():
         add_infotext_warning(p, warning)
         print(f"LCM-LoRA warning: {warning}")
+    stems = registry.stems(entries, lcm_settings.family) + registry.stems(entries)
     if own_copy is None:
         ensure_lora_file(entry.variant, entry.stem)
-        stems = registry.stems(entries, lcm_settings.family) + registry.stems(entries)
         _map_prompts(p, lambda text: prompt_tags.apply_lcm_tag(
             text, entry.stem, lcm_settings.weight, stems, respect_user_weight=True))
+    else:  # the page may have tagged the catalogue's copy already: the user's own copy stands alone
+        _map_prompts(p, lambda text: prompt_tags.remove_lcm_tag(text, stems))
     sampler = SAMPLERS_BY_RECIPE[entry.recipe]
     p.sampler_name = sampler
     if getattr(p, "enable_hr", False):

@@ -157,6 +157,10 @@ def test_the_users_own_copy_is_recognised_by_sha256_and_used(host, tmp_path, fet
     p = generate(host, checkpoint(tmp_path, is_sdxl=True), [{"enabled": True, "family": "hyper", "steps": 4}], prompt)
     assert fetched.calls == [] and "Hyper-SDXL-8steps-lora was distilled for 8 steps" in (
         p.extra_generation_params["LCM-LoRA warning"])
+    # The panel's page logic may have tagged the catalogue's copy as well: only the user's stays.
+    tagged = f"{prompt} <lora:Hyper-SDXL-8steps-lora:1>"
+    p = generate(host, checkpoint(tmp_path, is_sdxl=True), [{"enabled": True, "family": "hyper", "steps": 8}], tagged)
+    assert p.all_prompts == [prompt] and fetched.calls == []
 
 
 def test_other_families_and_obsolete_uploads_in_the_prompt_are_named(host, tmp_path, fetched):
