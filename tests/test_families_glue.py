@@ -190,3 +190,21 @@ def test_every_family_is_an_axis_choice_and_the_samplers_are_registered(host):
     assert ("family", "LCM-LoRA family") in xyz.AXES
     assert set(SAMPLER_NAMES) <= set(host.sd_samplers.all_samplers_map)
     assert len(PARAMS_BY_KEY["family"].labels) == len(FAMILY_KEYS)
+
+
+def test_a_prompt_loras_file_sha256_comes_from_the_hosts_hash_cache(host, tmp_path, monkeypatch):
+    """The whole file's sha256 (not the host's addnet `Lora hashes`), for a name the host's Lora list knows."""
+    import hashlib
+    import sys
+
+    from lib_lcm_webui.compat import lora_loader
+
+    path = tmp_path / "hyper8.safetensors"
+    path.write_bytes(b"not really a LoRA")
+    networks = types.SimpleNamespace(available_network_aliases={"hyper8": types.SimpleNamespace(
+        filename=str(path), name="hyper8")})
+    monkeypatch.setitem(sys.modules, "networks", networks)
+    assert lora_loader.lora_file_sha256("hyper8") == hashlib.sha256(b"not really a LoRA").hexdigest()
+    assert lora_loader.lora_file_sha256("unknown") is None
+    monkeypatch.setitem(sys.modules, "networks", None)
+    assert lora_loader.lora_file_sha256("hyper8") is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 
-from modules import patches, shared
+from modules import hashes, patches, shared
 
 # A1111 1.6-1.10 name `up_blocks.N.upsamplers.0.conv` with SD 1.x's rule (`output_blocks_{2+3N}_{1 if N == 0
 # else 2}_conv`, right where up block 0 has no attention); SDXL's and SSD-1B's up block 0 has attention, its
@@ -73,8 +73,6 @@ def lora_file_sha256(name: str) -> str | None:
     filename = getattr(network, "filename", None)
     if not filename:
         return None
-    from modules import hashes  # the host's, imported where used: the glue's unit tests run without it
-
     try:
         return hashes.sha256(filename, f"lcm-lora-file/{getattr(network, 'name', name)}", use_addnet_hash=False)
     except OSError:
