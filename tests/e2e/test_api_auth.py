@@ -158,7 +158,7 @@ def test_the_panels_server_functions_need_the_gradio_login(ui_only):
     status, text = fetch(user, ui_only.base_url + "/config")
     assert status == 200
     index = refresh_fn_index(json.loads(text), "lcm_lora_txt2img_refresh")
-    call = {"fn_index": index, "data": [], "session_hash": "lcm-lora-e2e"}
+    call = {"fn_index": index, "data": ["LCM-LoRA", 4], "session_hash": "lcm-lora-e2e"}  # Family, Steps
     status, _ = fetch(anonymous, ui_only.base_url + "/run/predict", call)
     assert status in (401, 403), "an anonymous caller runs nothing"
     status, text = fetch(user, ui_only.base_url + "/run/predict", call)
