@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lib_lcm.weights.registry import REGISTRY_ENV, load_registry, parse_registry
+from lib_lcm.weights.registry import load_registry, parse_registry
 from lib_lcm.weights.webui_folders import (
     WebuiDirs,
     WebuiFolderError,
@@ -19,11 +19,6 @@ from lib_lcm.weights.webui_folders import (
 )
 from tests.fakehub import registry_json
 from tests.fixtures import layouts
-
-
-@pytest.fixture(autouse=True)
-def _no_registry_override(monkeypatch):
-    monkeypatch.delenv(REGISTRY_ENV, raising=False)
 
 
 def header_only_checkpoint(path: Path, label: str) -> Path:

@@ -10,15 +10,10 @@ import pytest
 
 from lib_lcm.weights.errors import WeightsFilesystemError
 from lib_lcm.weights.lora_files import LoraFiles, make_folders, weights_status
-from lib_lcm.weights.registry import REGISTRY_ENV, load_registry, parse_registry
+from lib_lcm.weights.registry import load_registry, parse_registry
 from lib_lcm.weights.verification import verify_file
 from tests.fakehub import lora_bytes, registry_json
 from tests.test_verification import entry_for
-
-
-@pytest.fixture(autouse=True)
-def _no_registry_override(monkeypatch):
-    monkeypatch.delenv(REGISTRY_ENV, raising=False)
 
 
 def _install_by_hand(entry, lora_dir, data) -> Path:

@@ -326,12 +326,10 @@ def test_status_without_a_model_and_html_escaping():
     assert "&lt;b&gt;&quot;x&quot;&lt;/b&gt;" in text and '<b>"x"</b>' not in text
 
 
-def test_status_before_forge_loads_the_checkpoint_describes_the_selected_one(tmp_path):
+def test_status_before_forge_loads_the_checkpoint_describes_the_selected_one(tmp_path, tiny_models):
     """Forge loads the checkpoint at the first generation; until then `shared.sd_model` is a placeholder without
     `sd_checkpoint_info`, and the page waited for a stem that never came (browser suite on Forge)."""
-    from tests.fixtures import tiny
-
-    checkpoint = tiny.cached().sd15
+    checkpoint = tiny_models.sd15
     forge_placeholder = types.SimpleNamespace(cond_stage_model=None, chunk_length=75)  # Forge's FakeInitialModel
     with fake_host() as host:
         host.shared.sd_model = forge_placeholder
@@ -344,12 +342,10 @@ def test_status_before_forge_loads_the_checkpoint_describes_the_selected_one(tmp
     assert button == {"__type__": "update", "visible": True}  # not installed: Download offered
 
 
-def test_status_after_a_checkpoint_picked_but_not_yet_loaded_describes_the_picked_one(tmp_path):
+def test_status_after_a_checkpoint_picked_but_not_yet_loaded_describes_the_picked_one(tmp_path, tiny_models):
     """Forge loads a checkpoint picked in its top bar at the next generation: the loaded model is still the
     previous one, and the status and tag stayed on its LoRA (browser suite on Forge, SD 1.5 -> SDXL and back)."""
-    from tests.fixtures import tiny
-
-    models = tiny.cached()
+    models = tiny_models
     loaded = types.SimpleNamespace(sd_checkpoint_info=types.SimpleNamespace(filename=str(models.sdxl),
                                    name_for_extra="tiny-sdxl"), is_sd1=False, is_sd2=False, is_sdxl=True)
     with fake_host() as host:

@@ -21,10 +21,6 @@ FACTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _no_registry_override(monkeypatch):
-    monkeypatch.delenv(reg.REGISTRY_ENV, raising=False)
-
 
 def shipped():
     return reg.load_registry(reg.default_registry_path())

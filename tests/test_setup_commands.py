@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -52,12 +54,14 @@ def test_ci_runs_exactly_the_readme_command():
     assert readme_test_command() in ci.splitlines()
 
 
-def test_the_venv_is_ignored_by_git():
-    assert "/.venv/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+def test_what_the_command_builds_in_the_checkout_is_ignored_by_git():
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert {"/.venv/", "/.venv-hub2/", "/.venv-hub2.lock", "/.tiny-fixtures/"} <= set(ignored)
 
 
-def test_dev_requirements_are_pinned():
-    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements-dev.txt").read_text().splitlines()]
+@pytest.mark.parametrize("name", ["requirements-dev.txt", "requirements-hub2.txt"])
+def test_requirements_are_pinned(name):
+    lines = [line.split("#")[0].strip() for line in (ROOT / name).read_text().splitlines()]
     requirements = [line for line in lines if line]
     assert requirements and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][\w.+-]*", line) for line in requirements)
 
