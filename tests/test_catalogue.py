@@ -75,11 +75,6 @@ DMD2_OLD = {"dmd2-sdxl-4step": ("7de75d21cb3f04bc3e734424157b2c3b799b862069c8dd9
             "dmd2-sdxl-4step-fp32": ("dd3dfdd1f212798b86100e029606d60c53a52b76a19d1f024acdf3c50987d581", 787239704)}
 
 
-@pytest.fixture(autouse=True)
-def _no_registry_override(monkeypatch):
-    monkeypatch.delenv(reg.REGISTRY_ENV, raising=False)
-
-
 @pytest.fixture(scope="module")
 def shipped():
     return reg.load_registry(reg.default_registry_path())
