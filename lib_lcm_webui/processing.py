@@ -32,6 +32,7 @@ from lib_lcm.weights.verification import lora_modules
 from lib_lcm_webui import live, settings
 from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint, mtime_ns
 from lib_lcm_webui.compat import forge, lora_loader, sampler_api
+from lib_lcm_webui.init_image_seed import encode_init_image_from_seed
 from lib_lcm_webui.console import say_once
 from lib_lcm_webui.state import (
     LcmLoraError,
@@ -64,10 +65,12 @@ def before_process(p, args):
 
 def process(p, sd_model):
     """Script hook: tag every prompt with the loaded checkpoint's LCM-LoRA (panel on) or resolve the alias; a live
-    image's decoder is checked against the loaded checkpoint."""
+    image's decoder is checked against the loaded checkpoint; an img2img's init image is encoded from the seed."""
     state = generation_state(p)
     if state.settings is not None and state.settings.live:
         live.check_fast_decode(p)
+    if state.enabled:
+        encode_init_image_from_seed(p)
     try:
         if state.enabled:
             enable_for_loaded_checkpoint(p, sd_model, state.settings)
