@@ -1,4 +1,4 @@
-/* global gradioApp, onUiLoaded, onOptionsChanged, opts, lcmLoraPrompt, module, require */
+/* global gradioApp, onUiLoaded, onOptionsChanged, lcmLoraPrompt, lcmLoraHost, module, require */
 // The LCM-LoRA panel's page logic: switching the panel on sets the tab's own Sampling method, Schedule type,
 // Sampling steps, CFG Scale, hires controls and the prompt's <lora:STEM:W> tag; switching it off gives the
 // user's values back (those the user changed meanwhile stay as they are).
@@ -175,33 +175,33 @@ var lcmLoraPanel = (function() {
     // checkpoint changes (the options JSON the page keeps changes with it) and once the page is up.
     var lastCheckpoint;
 
+    function host() {
+        return typeof lcmLoraHost !== "undefined" ? lcmLoraHost : require("./lcm_lora_host.js");
+    }
+
     function refreshStatus() {
-        ["txt2img", "img2img"].forEach(function(tab) {
-            var button = gradioApp().getElementById("lcm_lora_" + tab + "_refresh");
-            if (button) button.click();
+        gradioApp().querySelectorAll(".lcm-lora-refresh").forEach(function(button) {
+            button.click();
         });
     }
 
     function onOptions(force) {
-        var checkpoint = typeof opts === "object" && opts ? opts.sd_model_checkpoint : undefined;
+        var checkpoint = host().checkpoint();
         if (force !== true && (checkpoint === undefined || checkpoint === lastCheckpoint)) return;
         lastCheckpoint = checkpoint;
         refreshStatus();
     }
 
-    // Forge 2 picks the checkpoint in its own top bar (the dropdown of class "model_selection"), whose change sets
-    // the server's option without updating the page's `opts`: its value is watched (once a second) instead. The
-    // refresh waits for the host's own change event to reach the server first.
-    var TOP_BAR_CHECKPOINT = ".model_selection input";
+    // A checkpoint picked in Forge 2's top bar does not change the page's options: its value is watched (once a
+    // second) instead. The refresh waits for the host's own change event to reach the server first.
     var TOP_BAR_SETTLE_MS = 1000;
     var lastTopBar;
 
     function watchTopBar() {
-        var app = gradioApp();
-        var input = typeof app.querySelector === "function" ? app.querySelector(TOP_BAR_CHECKPOINT) : null;
-        if (!input || !input.value || input.value === lastTopBar) return;
+        var checkpoint = host().topBarCheckpoint();
+        if (checkpoint === undefined || checkpoint === lastTopBar) return;
         var first = lastTopBar === undefined;
-        lastTopBar = input.value;
+        lastTopBar = checkpoint;
         if (!first) setTimeout(refreshStatus, TOP_BAR_SETTLE_MS);
     }
 

@@ -12,7 +12,6 @@ import html
 import json
 
 import gradio as gr
-from gradio.context import Context
 
 try:  # A1111 1.6+: a checkbox that is the accordion's header (forks may lack it)
     from modules.ui_components import InputAccordion
@@ -29,23 +28,14 @@ from lib_lcm.params import (
     SCRIPT_TITLE,
 )
 from lib_lcm.weights import registry
-from lib_lcm_webui import live_ui, settings
-from lib_lcm_webui.live_ui import LIVE_REQUEST, LIVE_SWITCH
+from lib_lcm_webui import host_page, live_ui, settings
+from lib_lcm_webui.live_ui import LIVE_REQUEST, LIVE_RUN, LIVE_SWITCH
 from lib_lcm_webui.status import PLACEHOLDER, on_download_click, refresh_status, status_html
 
-# The host's controls the page logic switches, by the name the page logic knows them under.
-# (`{tab}` is txt2img or img2img; hires controls exist in txt2img only, schedule types from 1.9 on.)
-HOST_CONTROLS = (
-    ("prompt", "{tab}_prompt"),
-    ("sampler", "{tab}_sampling"),
-    ("scheduler", "{tab}_scheduler"),
-    ("host_steps", "{tab}_steps"),
-    ("host_cfg_scale", "{tab}_cfg_scale"),
-    ("hr_sampler", "hr_sampler"),
-    ("hr_scheduler", "hr_scheduler"),
-    ("hr_steps", "txt2img_hires_steps"),
-)
-HIRES_CONTROLS = ("hr_sampler", "hr_scheduler", "hr_steps")
+# The host's controls the page logic switches (host_page.HOST_CONTROLS; those the tab has: hires controls exist in
+# txt2img only, schedule types from 1.9 on).
+PANEL_HOST_CONTROLS = ("prompt", "sampler", "scheduler", "host_steps", "host_cfg_scale", "hr_sampler", "hr_scheduler",
+                       "hr_steps")
 # What the host controls that do not follow a panel value are set to while the panel is on: our samplers make
 # their own schedule, and the hires pass follows the first pass (Hires steps 0 = the same step count).
 FIXED_TARGETS = {"scheduler": "Automatic", "hr_sampler": "Use same sampler", "hr_scheduler": "Use same scheduler",
@@ -71,8 +61,7 @@ def elem_id(tab: str, key: str) -> str:
 
 def host_elem_ids(tab: str) -> dict:
     """{page-logic name: the host component's elem_id} for one tab."""
-    return {name: pattern.format(tab=tab) for name, pattern in HOST_CONTROLS
-            if tab == "txt2img" or name not in HIRES_CONTROLS}
+    return host_page.host_elem_ids(tab, PANEL_HOST_CONTROLS)
 
 
 def _initial_values() -> dict:
@@ -85,6 +74,9 @@ def _initial_values() -> dict:
 
 def _component(param, tab, value, **kwargs):
     common = {"label": param.label, "elem_id": elem_id(tab, param.key), **kwargs}
+    if param.key in LIVE_REQUEST:
+        # Never shown: the page sets it in the live request's arguments (lib_lcm_webui/live_ui.py).
+        common["visible"] = False
     if param.labels:  # shown by label; parse_script_args reads a label back as its choice
         labels = dict(zip(param.choices, param.labels, strict=True))
         return gr.Radio(choices=list(param.labels), value=labels.get(value, value), **common)
@@ -93,8 +85,7 @@ def _component(param, tab, value, **kwargs):
     if param.kind is bool:
         return gr.Checkbox(value=value, **common)
     if param.key in LIVE_REQUEST:
-        # Rendered but hidden (not visible=False): the page writes it through the DOM before a live request.
-        return gr.Number(value=value, precision=0, elem_classes=["lcm-lora-hidden"], **common)
+        return gr.Number(value=value, precision=0, **common)
     return gr.Slider(minimum=param.minimum, maximum=param.maximum, step=param.step, value=value,
                      info=param.info or None, **common)
 
@@ -121,13 +112,15 @@ def _panel_controls(tab, values, components):
                                               elem_id=elem_id(tab, LIVE_SWITCH))
         components["fast_decode"] = _component(PARAMS_BY_KEY["fast_decode"], tab, values["fast_decode"])
         for key in LIVE_REQUEST:
-            hidden = {"elem_classes": ["lcm-lora-hidden"]} if key == "live" else {}
-            components[key] = _component(PARAMS_BY_KEY[key], tab, PARAMS_BY_KEY[key].default, **hidden)
+            components[key] = _component(PARAMS_BY_KEY[key], tab, PARAMS_BY_KEY[key].default)
+        components[LIVE_RUN] = gr.Button("Live image", visible=False, elem_id=elem_id(tab, LIVE_RUN))
     with gr.Row(elem_classes=["lcm-lora-row"]):
         components["status"] = gr.HTML(value=status_html(PLACEHOLDER), elem_id=elem_id(tab, "status"))
         download = gr.Button("Download LCM-LoRA", visible=False, elem_id=elem_id(tab, "download"),
                              elem_classes=["lcm-lora-download"])
-        refresh = gr.Button("Refresh", visible=False, elem_id=elem_id(tab, "refresh"))
+        # Clicked by the page (javascript/lcm_lora_panel.js finds it by its class).
+        refresh = components["refresh"] = gr.Button("Refresh", visible=False, elem_id=elem_id(tab, "refresh"),
+                                                    elem_classes=["lcm-lora-refresh"])
     gr.HTML(value=f'<p class="lcm-lora-note">{html.escape(HIRES_NOTE)}</p>', elem_id=elem_id(tab, "note"))
     return download, refresh
 
@@ -145,7 +138,10 @@ def build_panel(script, is_img2img: bool):
         download, refresh = _panel_controls(tab, values, components)
 
     _wire_panel(components, download, refresh)
-    script.on_after_component(lambda _: _wire_page(tab, components), elem_id=f"generation_info_{tab}")
+    script.on_after_component(lambda _: _wire_page_logic(tab, components),
+                              elem_id=host_page.elem(host_page.INFOTEXT, tab))
+    script.on_after_component(lambda _: live_ui.wire_live(tab, components),
+                              elem_id=host_page.elem(host_page.AFTER_GENERATE_EVENT, tab))
     script.infotext_fields = infotext_fields(components)
     # The family's infotext is read by a function (an LCM-LoRA image has none): "Send to" copies it by its own name.
     script.paste_field_names = [param.infotext for param in PARAMS if param.infotext and param.key != "family"] + list(
@@ -198,30 +194,12 @@ def page_logic_js(tab: str, input_names, output_names) -> str:
     return f"(...args) => lcmLoraPanel.handle({json.dumps(page_config(tab, input_names, output_names))}, args)"
 
 
-def find_components(elem_ids) -> dict:
-    """{name: component} for the elem_ids already created in the gradio Blocks being built."""
-    wanted = {elem: name for name, elem in elem_ids.items()}
-    found = {}
-    root = Context.root_block
-    for block in (root.blocks.values() if root is not None else ()):
-        name = wanted.get(getattr(block, "elem_id", None))
-        if name is not None:
-            found[name] = block
-    return {name: found[name] for name in elem_ids if name in found}
-
-
-def _wire_page(tab, components):
-    """Called once the tab's controls all exist: the panel's page logic, then Live."""
-    if _wire_page_logic(tab, components):
-        live_ui.wire_live(tab, components, find_components)
-
-
-def _wire_page_logic(tab, components) -> bool:
-    """Connect the panel to the tab's own controls."""
-    host = find_components(host_elem_ids(tab))
+def _wire_page_logic(tab, components) -> None:
+    """Connect the panel to the tab's own controls (once they all exist)."""
+    host = host_page.find_components(host_elem_ids(tab))
     if "prompt" not in host:
         print(f"LCM-LoRA: the {tab} prompt box was not found; the panel will not edit the tab's controls")
-        return False
+        return
     event = {
         "fn": None,
         "_js": page_logic_js(tab, list(PANEL_INPUTS) + list(host), list(host)),
@@ -231,7 +209,6 @@ def _wire_page_logic(tab, components) -> bool:
     }
     for key in PANEL_INPUTS:
         components[key].change(**event)
-    return True
 
 
 # -- infotext and paste ----------------------------------------------------------------------------------

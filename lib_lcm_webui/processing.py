@@ -32,8 +32,8 @@ from lib_lcm.weights.verification import lora_modules
 from lib_lcm_webui import live, settings
 from lib_lcm_webui.checkpoint import CheckpointVariant, detect_loaded_checkpoint, mtime_ns
 from lib_lcm_webui.compat import forge, lora_loader, sampler_api
-from lib_lcm_webui.init_image_seed import encode_init_image_from_seed
 from lib_lcm_webui.console import say_once
+from lib_lcm_webui.init_image_seed import encode_init_image_from_seed
 from lib_lcm_webui.state import (
     LcmLoraError,
     add_infotext_warning,

@@ -114,8 +114,8 @@ def test_controls_follow_the_parameter_table():
         assert component.value == labels.get(param.default, param.default)
         assert component.kwargs["label"] == param.label
         if param.key in ("live", "live_seed"):
-            # Set by the page per live request: rendered (the page writes it) but never shown.
-            assert component.kwargs["elem_classes"] == ["lcm-lora-hidden"] and "visible" not in component.kwargs
+            # Set by the page in the live request's arguments: never shown.
+            assert component.kwargs["visible"] is False
         if param.kind is bool:
             assert type(component).__name__ == "Checkbox"
         elif param.key == "live_seed":
