@@ -91,21 +91,25 @@ var lcmLoraHost = (function() {
         if (bar && bar.classList.contains("progressDiv")) bar.style.display = "none";
     }
 
-    // Resolves once the gallery's images are loaded and decoded, at the next frame (when they are painted).
-    function whenPainted(tab) {
-        var gallery = element(tab + "_gallery");
-        var images = gallery ? Array.prototype.slice.call(gallery.querySelectorAll("img")) : [];
-        var decoded = images.map(function(img) {
-            return typeof img.decode === "function" ? img.decode().catch(function() {}) : null;
-        });
-        return Promise.all(decoded).then(function() {
-            return new Promise(function(resolve) {
-                if (typeof requestAnimationFrame === "function") requestAnimationFrame(function() {
-                    resolve();
-                });
-                else resolve();
+    function nextFrame() {
+        return new Promise(function(resolve) {
+            if (typeof requestAnimationFrame === "function") requestAnimationFrame(function() {
+                resolve();
             });
+            else resolve();
         });
+    }
+
+    // Resolves once the gallery shows the result: at the next frame (gradio writes the result into the page after
+    // the event's `.then` starts), its images loaded and decoded, and the frame after (when they are painted).
+    function whenPainted(tab) {
+        return nextFrame().then(function() {
+            var gallery = element(tab + "_gallery");
+            var images = gallery ? Array.prototype.slice.call(gallery.querySelectorAll("img")) : [];
+            return Promise.all(images.map(function(img) {
+                return typeof img.decode === "function" ? img.decode().catch(function() {}) : null;
+            }));
+        }).then(nextFrame);
     }
 
     // The checkpoint in the page's options (A1111's quick setting changes them).

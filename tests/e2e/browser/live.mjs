@@ -50,24 +50,60 @@ async function liveSettled(page, tab) {
     return infotext(page, tab);
 }
 
-// Every infotext the page shows from now on, and the most generations started but not finished at any moment.
+// Every infotext the page shows from now on, the most generations started but not finished at any moment, when
+// each generation started and when each input event of the prompt box came (performance.now() times).
 function recordPage(page, tab) {
     return page.evaluate((tab) => {
-        const seen = {infotexts: [], maxOutstanding: 0};
+        const seen = {infotexts: [], maxOutstanding: 0, starts: [], inputs: []};
         window.__lcmLiveRecord = seen;
         const block = document.querySelector(`#html_info_${tab}`);
         new MutationObserver(() => {
             const text = block.innerText;
             if (text.includes("Steps:") && seen.infotexts[seen.infotexts.length - 1] !== text) seen.infotexts.push(text);
         }).observe(block, {subtree: true, childList: true, characterData: true});
+        document.querySelector(`#${tab}_prompt textarea`).addEventListener("input", () => {
+            seen.inputs.push(performance.now());
+        }, {capture: true});
+        let generations = lcmLoraLive.stats(tab)?.generations ?? 0;
         setInterval(() => {
             const stats = lcmLoraLive.stats(tab);
-            if (stats) seen.maxOutstanding = Math.max(seen.maxOutstanding, stats.generations - stats.completed);
+            if (!stats) return;
+            seen.maxOutstanding = Math.max(seen.maxOutstanding, stats.generations - stats.completed);
+            for (; generations < stats.generations; generations++) seen.starts.push(performance.now());
         }, 10);
     }, tab);
 }
 
 const recorded = (page) => page.evaluate(() => window.__lcmLiveRecord);
+
+// Resolves to when (performance.now()) the gallery first paints a new image whose infotext is for `prompt`.
+async function imagePainted(page, tab, prompt) {
+    const handle = await page.evaluateHandle(([tab, prompt]) => new Promise((resolve) => {
+        const images = () => Array.from(document.querySelectorAll(`#${tab}_gallery img`));
+        const before = new Set(images().map((img) => img.src));
+        const poll = () => {
+            const info = (document.querySelector(`.prose#html_info_${tab}`) ??
+                document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
+            const fresh = images().find((img) => !before.has(img.src) && img.complete && img.naturalWidth > 0);
+            if (fresh && info.split("\n")[0].trim().startsWith(prompt.trim())) {
+                fresh.decode().then(() => requestAnimationFrame(() => resolve(performance.now())));
+            } else {
+                requestAnimationFrame(poll);
+            }
+        };
+        poll();
+    }), [tab, prompt]);
+    return handle.jsonValue();
+}
+
+// The typing run's times: first and last key as the page received them, the final prompt's image after the last
+// key, and the images started before the last key.
+function typingTimes(seen, finalPaintedAt) {
+    const first = seen.inputs[0];
+    const lastKey = seen.inputs[seen.inputs.length - 1];
+    return {typingMs: lastKey - first, finalImageMs: finalPaintedAt - lastKey,
+        startedWhileTyping: seen.starts.filter((t) => t >= first && t <= lastKey).length};
+}
 
 async function typeAtEnd(page, tab, text) {
     const box = page.locator(`#${tab}_prompt textarea`);
@@ -95,8 +131,10 @@ const scenarios = {
         const statsBefore = await liveStats(page, tab);
         await api(page, "post", "/lcm-test/v1/unet/reset");
         await recordPage(page, tab);
+        const finalImage = imagePainted(page, tab, (await page.locator(`#${tab}_prompt textarea`).inputValue()) + TYPED);
         await typeAtEnd(page, tab, TYPED);
         const last = await liveSettled(page, tab);
+        const finalPaintedAt = await finalImage;
         const statsAfter = await liveStats(page, tab);
         const calls = await unetCalls(page);
         const seen = await recorded(page);
@@ -112,7 +150,63 @@ const scenarios = {
             generations: statsAfter.generations - statsBefore.generations, unetCalls: calls,
             maxOutstanding: seen.maxOutstanding, infotexts: seen.infotexts, liveSeed: statsAfter.seed,
             filesBefore, liveFiles, manual, manualUnetCalls: await unetCalls(page), filesAfterManual: outputFiles(),
-            statsAfterOff: await liveStats(page, tab)};
+            statsAfterOff: await liveStats(page, tab), ...typingTimes(seen, finalPaintedAt), gapsMs: statsAfter.gapsMs,
+            lastDurationMs: statsAfter.lastDurationMs};
+    },
+
+    // Bench: the typing run again (config.typing.repeats times), Live on with its defaults.
+    async typingRuns(page) {
+        const tab = "txt2img";
+        const runs = [];
+        await startTxt2imgLive(page);
+        const prompt = await page.locator(`#${tab}_prompt textarea`).inputValue();  // with the panel's tag
+        for (let r = 0; r < (config.typing?.repeats ?? 3); r++) {
+            await setPrompt(page, tab, prompt);
+            await liveSettled(page, tab);
+            const before = await liveStats(page, tab);
+            await recordPage(page, tab);
+            const finalImage = imagePainted(page, tab, prompt + TYPED);
+            await typeAtEnd(page, tab, TYPED);
+            await liveSettled(page, tab);
+            const finalPaintedAt = await finalImage;
+            const after = await liveStats(page, tab);
+            runs.push({keystrokes: TYPED.length, generations: after.generations - before.generations,
+                gapsMs: after.gapsMs.slice(before.gapsMs.length), lastDurationMs: after.lastDurationMs,
+                ...typingTimes(await recorded(page), finalPaintedAt)});
+        }
+        return {runs};
+    },
+
+    // Bench: Live off, Generate clicked again as soon as its image is painted, config.clicks.count times.
+    async clicks(page) {
+        const tab = "txt2img";
+        const count = config.clicks?.count ?? 8;
+        await setNumber(page, `${tab}_width`, config.clicks?.size ?? 64);
+        await setNumber(page, `${tab}_height`, config.clicks?.size ?? 64);
+        await setPrompt(page, tab, "a cat");
+        await openPanel(page, tab);
+        await generate(page, tab);
+        const times = await page.evaluate(async ([tab, count]) => {
+            const images = () => Array.from(document.querySelectorAll(`#${tab}_gallery img`));
+            const painted = (before) => new Promise((resolve) => {
+                const poll = () => {
+                    const fresh = images().find((img) => !before.has(img.src) && img.complete && img.naturalWidth > 0);
+                    if (fresh) fresh.decode().then(() => requestAnimationFrame(() => resolve(performance.now())));
+                    else requestAnimationFrame(poll);
+                };
+                poll();
+            });
+            const started = performance.now();
+            const ends = [];
+            for (let i = 0; i < count; i++) {
+                const before = new Set(images().map((img) => img.src));
+                const done = painted(before);
+                document.querySelector(`#${tab}_generate`).click();
+                ends.push(await done);
+            }
+            return {started, ends};
+        }, [tab, count]);
+        return {count, msPerImage: (times.ends[times.ends.length - 1] - times.started) / count};
     },
 
     // Live turns the panel on (1.7+: the panel stays open when switched off with its header checkbox).
