@@ -1,8 +1,8 @@
 /* global gradioApp, opts, module */
 // What this extension's page logic knows of the host's page (A1111 1.6-1.10, the Forges; gradio 3.41 and 4): its
 // element ids, the text of its infotext, its submit functions and progress bar, its options and Forge's top bar.
-// One home for it, as lib_lcm_webui/host_page.py is on the Python side; lcm_lora_panel.js and lcm_lora_live.js ask
-// here. The host's globals are read when called (this file may load before the host's own scripts).
+// One home for it, as lib_lcm_webui/compat/host_page.py is on the Python side; lcm_lora_panel.js and
+// lcm_lora_live.js ask here. The host's globals are read when called, never when this file loads.
 
 var lcmLoraHost = (function() {
     "use strict";

@@ -16,7 +16,7 @@ import json
 import re
 
 from lib_lcm.weights.registry import stems
-from lib_lcm_webui import host_page
+from lib_lcm_webui.compat import host_page
 from lib_lcm_webui.console import say_once
 
 LIVE_SWITCH = "live_switch"  # the panel's Live switch: page state, not a script arg

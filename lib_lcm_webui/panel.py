@@ -28,7 +28,8 @@ from lib_lcm.params import (
     SCRIPT_TITLE,
 )
 from lib_lcm.weights import registry
-from lib_lcm_webui import host_page, live_ui, settings
+from lib_lcm_webui import live_ui, settings
+from lib_lcm_webui.compat import host_page
 from lib_lcm_webui.live_ui import LIVE_REQUEST, LIVE_RUN, LIVE_SWITCH
 from lib_lcm_webui.status import PLACEHOLDER, on_download_click, refresh_status, status_html
 

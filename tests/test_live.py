@@ -225,7 +225,8 @@ def wired(tab, layout="gradio3", with_event=True):
     from tests.test_panel import FakeScript, glue
 
     with fake_webui() as host:
-        from lib_lcm_webui import host_page, live_ui, panel, settings, status
+        from lib_lcm_webui import live_ui, panel, settings, status
+        from lib_lcm_webui.compat import host_page
 
         glue.modules = (panel, status, settings)
         script = FakeScript()
