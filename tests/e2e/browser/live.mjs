@@ -171,7 +171,7 @@ const scenarios = {
             const finalPaintedAt = await finalImage;
             const after = await liveStats(page, tab);
             runs.push({keystrokes: TYPED.length, generations: after.generations - before.generations,
-                gapsMs: after.gapsMs.slice(before.gapsMs.length), lastDurationMs: after.lastDurationMs,
+                gapsMs: (after.gapsMs ?? []).slice((before.gapsMs ?? []).length), lastDurationMs: after.lastDurationMs,
                 ...typingTimes(await recorded(page), finalPaintedAt)});
         }
         return {runs};
