@@ -85,17 +85,20 @@ def summarise_edit(rows) -> dict:
     return out
 
 
-def typing_vs_clicks(size_rows: dict, typing_runs: list, click_ms: float) -> dict:
+def typing_vs_clicks(size_rows: dict, typing_runs: list, cycle_ms: float) -> dict:
     """The targets' figures: Live while typing against clicks in the same time, the final image after the last
-    key against one click, one edit against one click, and the time from a live result to the next request."""
+    key against one click, one edit against one click, and the time from a live result to the next request.
+    The clicks possible in the typing's time are counted at one click's latency (a new seed, clicked) or the
+    back-to-back cycle measured, whichever is shorter: the stricter figure."""
     clicks = size_rows.get("seed", {}).get("click", {}).get("latency")
+    click_ms = min(cycle_ms, clicks) if clicks is not None else cycle_ms
     possible = [run["typingMs"] / click_ms for run in typing_runs]
     gaps = [gap for run in typing_runs for gap in run["gapsMs"]]
     out = {
         "typing_ms": statistics.median(run["typingMs"] for run in typing_runs),
         "live_images": statistics.median(run["generations"] for run in typing_runs),
         "started_while_typing": statistics.median(run["startedWhileTyping"] for run in typing_runs),
-        "click_cycle_ms": click_ms,
+        "click_cycle_ms": cycle_ms,
         "clicks_possible": statistics.median(possible),
         "images_ratio": statistics.median(run["generations"] / n for run, n in zip(typing_runs, possible, strict=True)),
         "final_image_ms": statistics.median(run["finalImageMs"] for run in typing_runs),
@@ -103,6 +106,7 @@ def typing_vs_clicks(size_rows: dict, typing_runs: list, click_ms: float) -> dic
         "gap_ms_median": statistics.median(gaps) if gaps else None,
         "gap_ms_max": max(gaps) if gaps else None,
         "live_duration_ms": statistics.median(run["lastDurationMs"] for run in typing_runs),
+        "live_server_ms": statistics.median(ms for run in typing_runs for ms in run["serverMs"]),
     }
     if clicks is not None:
         out["click_ms"] = clicks
@@ -214,7 +218,8 @@ def print_targets(results):
         print(f"{'a live result -> the next live request, ms':<44} {t['gap_ms_median']:10.1f} {'':>10} "
               f"{'max ' + format(t['gap_ms_max'], '.1f'):>14}   <= 50 ms")
     print(f"{'Live image, request -> painted (its timing), ms':<44} {t['live_duration_ms']:10.0f} "
-          f"{t['click_cycle_ms']:10.0f}   (click: back-to-back cycle)")
+          f"{t['click_cycle_ms']:10.0f}   (click: back-to-back cycle; while typing, the server's part of a "
+          f"live image: {t['live_server_ms']:.0f} ms)")
     apart = results["img2img_apart"]
     print(f"{'img2img after different generations, /255':<44} "
           + "  ".join(f"{name} {value}" for name, value in apart.items()) + "   identical (0)")

@@ -263,6 +263,7 @@ def test_a_live_image_is_the_tabs_own_generation_on_the_panels_hidden_button_the
     assert request["fn"] is w.event.fn, "the host's own generation function"
     assert request["inputs"] == w.event.inputs and request["outputs"] == w.event.outputs
     assert request["show_progress"] is False and request["api_name"] is False
+    assert request["queue"] is False, "one request, not the queue's handshake"
     (back,) = live_events(run, "ended")
     assert back["fn"] is None and back["inputs"] == [] and back["outputs"] == [], "the end costs the server nothing"
     config = config_of(request["_js"])

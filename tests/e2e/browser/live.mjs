@@ -165,6 +165,7 @@ const scenarios = {
             await liveSettled(page, tab);
             const before = await liveStats(page, tab);
             await recordPage(page, tab);
+            await api(page, "post", "/lcm-test/v1/timings/reset");
             const finalImage = imagePainted(page, tab, prompt + TYPED);
             await typeAtEnd(page, tab, TYPED);
             await liveSettled(page, tab);
@@ -172,6 +173,7 @@ const scenarios = {
             const after = await liveStats(page, tab);
             runs.push({keystrokes: TYPED.length, generations: after.generations - before.generations,
                 gapsMs: (after.gapsMs ?? []).slice((before.gapsMs ?? []).length), lastDurationMs: after.lastDurationMs,
+                serverMs: (await api(page, "get", "/lcm-test/v1/timings")).map((timing) => timing.total * 1000),
                 ...typingTimes(await recorded(page), finalPaintedAt)});
         }
         return {runs};
