@@ -13,7 +13,6 @@ slow live image shows the host's progress bar (javascript/lcm_lora_host.js).
 from __future__ import annotations
 
 import json
-import re
 
 from lib_lcm.weights.registry import stems
 from lib_lcm_webui.compat import host_page
@@ -27,7 +26,6 @@ LIVE_PANEL_EDITS = ("steps", "cfg_scale", "weight", "mode", "gamma", "fast_decod
 # The host's controls that change a live image (host_page.HOST_CONTROLS; those the tab has).
 LIVE_HOST_EDITS = ("prompt", "negative", "seed", "width", "height", "denoising", "image", "sketch", "inpaint",
                    "inpaint_sketch", "inpaint_upload", "inpaint_mask")
-PAGE_FUNCTION = re.compile(r"[A-Za-z_$][\w$]*")  # the host's submit functions are named globals ("submit")
 
 
 def live_config(tab: str, watched, components: dict, generate: host_page.HostEvent) -> dict:
@@ -54,8 +52,9 @@ def wire_live(tab: str, components: dict) -> None:
     """Called once the host registered its Generate event (host_page.AFTER_GENERATE_EVENT): the live request, the
     switch and the edits that change the image."""
     generate = host_page.generate_event(tab)
-    if generate is None or not PAGE_FUNCTION.fullmatch(generate.js or ""):
-        unavailable(tab, components, "the tab's Generate event (and its page function) was not found")
+    if generate is None:
+        unavailable(tab, components, "the tab's Generate event (a server function and a page function) was not "
+                                     "found")
         return
     if any(components[key] not in generate.inputs for key in LIVE_REQUEST):
         unavailable(tab, components, "the tab's Generate event does not take this extension's arguments")

@@ -210,14 +210,19 @@ def host_generate_event(host, tab, inputs, layout="gradio3"):
                                                        f"html_info_{tab}", f"html_log_{tab}")]
     function = types.SimpleNamespace(fn=lambda *args: None, inputs=inputs, outputs=outputs, js="submit",
                                      targets=[(generate._id, "click")])
+    # Another button's click; on the Forges, their built-in extensions' own clicks on Generate (before the host's).
     other = types.SimpleNamespace(fn=None, inputs=[], outputs=[], js=None, targets=[(7, "click")])
+    forge_extra = types.SimpleNamespace(fn=lambda: None, inputs=[], outputs=[], js=None,
+                                        targets=[(generate._id, "click")])
+    page_only = types.SimpleNamespace(fn=None, inputs=[], outputs=[], js="(x) => x", targets=[(generate._id, "click")])
+    functions = [other, forge_extra, page_only, function]
     root = host.ui.root
     if layout == "gradio4":  # a dict of functions naming their targets
-        root.fns = {0: other, 1: function}
+        root.fns = dict(enumerate(functions))
     else:  # parallel lists
-        root.fns = [other, function]
-        root.dependencies = [{"targets": [7], "trigger": "click", "js": None},
-                             {"targets": [generate._id], "trigger": "click", "js": "submit"}]
+        root.fns = functions
+        root.dependencies = [{"targets": [target for target, _ in f.targets], "trigger": "click", "js": f.js}
+                             for f in functions]
     return function
 
 

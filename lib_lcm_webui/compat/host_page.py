@@ -6,6 +6,7 @@ run against each.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from gradio.context import Context
@@ -53,6 +54,7 @@ GENERATE = "{tab}_generate"
 AFTER_GENERATE_EVENT = "{tab}_save_preview"
 # The infotext block: the tab's page logic is wired once it exists (every control the panel follows is made).
 INFOTEXT = "generation_info_{tab}"
+PAGE_FUNCTION = re.compile(r"[A-Za-z_$][\w$]*")  # the host's submit functions are named globals ("submit")
 
 
 def elem(pattern: str, tab: str) -> str:
@@ -88,21 +90,24 @@ class HostEvent:
 
 
 def generate_event(tab: str) -> HostEvent | None:
-    """The click event of the tab's Generate button, read from the Blocks being built (None: not registered)."""
+    """The tab's generation: of the click events on its Generate button (the Forges' built-in extensions add their
+    own), the one that runs a server function through a named page function ("submit", "submit_img2img"), with the
+    most inputs if there are several (the host's takes every script's). None: not registered."""
     button = find_components({"generate": elem(GENERATE, tab)}).get("generate")
-    return click_event(Context.root_block, button) if button is not None else None
+    if button is None:
+        return None
+    runs = [event for event in click_events(Context.root_block, button)
+            if event.fn is not None and PAGE_FUNCTION.fullmatch(event.js or "")]
+    return max(runs, key=lambda event: len(event.inputs), default=None)
 
 
-def click_event(root, button) -> HostEvent | None:
-    """The first click event on `button` in `root`: gradio 4 keeps a dict of functions that name their targets;
+def click_events(root, button) -> list[HostEvent]:
+    """The click events on `button` in `root`: gradio 4 keeps a dict of functions that name their targets;
     gradio 3.41 two parallel lists, the dependencies (targets, trigger, js) and the functions."""
     fns = getattr(root, "fns", None)
     if isinstance(fns, dict):
-        for fn in fns.values():
-            if (button._id, "click") in [tuple(target) for target in fn.targets]:
-                return HostEvent(fn.fn, list(fn.inputs), list(fn.outputs), fn.js)
-        return None
-    for dependency, fn in zip(getattr(root, "dependencies", ()), fns or (), strict=False):
-        if dependency.get("trigger") == "click" and button._id in dependency.get("targets", ()):
-            return HostEvent(fn.fn, list(fn.inputs), list(fn.outputs), dependency.get("js"))
-    return None
+        return [HostEvent(fn.fn, list(fn.inputs), list(fn.outputs), fn.js) for fn in fns.values()
+                if (button._id, "click") in [tuple(target) for target in fn.targets]]
+    return [HostEvent(fn.fn, list(fn.inputs), list(fn.outputs), dependency.get("js"))
+            for dependency, fn in zip(getattr(root, "dependencies", ()), fns or (), strict=False)
+            if dependency.get("trigger") == "click" and button._id in dependency.get("targets", ())]
