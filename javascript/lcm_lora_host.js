@@ -101,15 +101,21 @@ var lcmLoraHost = (function() {
     }
 
     // Resolves once the gallery shows the result: at the next frame (gradio writes the result into the page after
-    // the event's `.then` starts), its images loaded and decoded, and the frame after (when they are painted).
+    // the event's `.then` starts), its shown images loaded and decoded, and the frame after (when they are
+    // painted). Hidden and lazy images off screen may never load: they are not waited for.
     function whenPainted(tab) {
         return nextFrame().then(function() {
             var gallery = element(tab + "_gallery");
             var images = gallery ? Array.prototype.slice.call(gallery.querySelectorAll("img")) : [];
-            return Promise.all(images.map(function(img) {
+            return Promise.all(images.filter(shown).map(function(img) {
                 return typeof img.decode === "function" ? img.decode().catch(function() {}) : null;
             }));
         }).then(nextFrame);
+    }
+
+    function shown(img) {
+        return img.complete || (img.loading !== "lazy" && typeof img.getClientRects === "function" &&
+            img.getClientRects().length > 0);
     }
 
     // The checkpoint in the page's options (A1111's quick setting changes them).

@@ -141,9 +141,13 @@ var lcmLoraLive = (function() {
             endedAt: null, gapsMs: [], config: config});
     }
 
+    // A waiting edit's timer is replaced only by a newer wait or a start: an event that changes nothing (an edit
+    // back to the same value, a painted result) leaves it, and a timer that fires late finds nothing to do.
     function apply(t, todo) {
-        clearTimeout(t.timer);
-        t.timer = null;
+        if (todo.start || todo.startIn !== null) {
+            clearTimeout(t.timer);
+            t.timer = null;
+        }
         if (todo.interrupt) host().interrupt(t.config.tab);
         if (todo.startIn !== null) {
             t.timer = setTimeout(function() {

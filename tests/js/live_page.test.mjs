@@ -15,7 +15,7 @@ const CONFIG = {tab: "txt2img", watched: ["prompt", "seed", "weight", "fast_deco
     args: {live: 5, live_seed: 6}};
 const GENERATE_ARGS = ["", "a cat", "", 1234, 1, false, -1, "gallery", "info"];  // id, inputs..., outputs
 
-function page({infotext = "a cat\nSteps: 4, VAE Decoder: TAESD"} = {}) {
+function page({infotext = "a cat\nSteps: 4, VAE Decoder: TAESD", clock = null} = {}) {
     const log = [];
     const timers = new Map();
     let nextTimer = 1;
@@ -52,6 +52,7 @@ function page({infotext = "a cat\nSteps: 4, VAE Decoder: TAESD"} = {}) {
             throw new Error("Live polls");
         },
     };
+    if (clock) context.Date = {now: () => clock.now};
     vm.createContext(context);
     for (const file of FILES) {
         vm.runInContext(readFileSync(new URL(`../../javascript/${file}`, import.meta.url), "utf8"), context,
@@ -155,4 +156,21 @@ test("Fast decode on, but the image was decoded with the full VAE: the status li
     q.live.ended(CONFIG);
     await flush();
     assert.ok(!q.log.some(([kind, id]) => kind === "click" && id === CONFIG.ids.refresh), "TAESD: no request");
+});
+
+test("a typed edit waiting for a pause keeps its timer through events that change nothing", () => {
+    const clock = {now: 0};
+    const p = page({clock});
+    switchOn(p);
+    clock.now = 5000;  // a slow image: typed edits now wait for a pause in the typing
+    p.live.ended(CONFIG);
+    p.live.edited(CONFIG, "prompt", ["a cat and"]);
+    assert.equal(p.clicks(), 1, "waits for a pause");
+    const waiting = [...p.timers.values()].filter((timer) => timer.ms === p.live.RULES.pauseMs);
+    assert.equal(waiting.length, 1);
+    p.live.edited(CONFIG, "seed", [1234]);  // the same value again: no change
+    assert.equal(p.timers.size, 1, "the waiting edit's timer is still there");
+    clock.now += p.live.RULES.pauseMs;
+    waiting[0].fn();
+    assert.equal(p.clicks(), 2, "the pause came: the image starts");
 });
