@@ -22,7 +22,7 @@ LIVE_SWITCH = "live_switch"  # the panel's Live switch: page state, not a script
 LIVE_RUN = "live_run"  # the hidden button the page clicks for a live image
 LIVE_REQUEST = ("live", "live_seed")  # script args only the page sets, per request (never shown)
 # The panel's values that change a live image.
-LIVE_PANEL_EDITS = ("steps", "cfg_scale", "weight", "mode", "gamma", "fast_decode")
+LIVE_PANEL_EDITS = ("family", "steps", "cfg_scale", "weight", "mode", "gamma", "fast_decode")
 # The host's controls that change a live image (host_page.HOST_CONTROLS; those the tab has).
 LIVE_HOST_EDITS = ("prompt", "negative", "seed", "width", "height", "denoising", "image", "sketch", "inpaint",
                    "inpaint_sketch", "inpaint_upload", "inpaint_mask")

@@ -288,8 +288,8 @@ def test_live_runs_in_the_page_and_watches_the_edits_that_change_the_image(tab):
     assert event["fn"] is None, "Live's events cost the server nothing"
     assert event["outputs"] == [w.created[f"lcm_lora_{tab}_enabled"]], "Live switches the panel on"
     watched = set(config_of(event["_js"])["watched"])
-    assert {"steps", "cfg_scale", "weight", "mode", "gamma", "fast_decode", "prompt", "negative", "seed", "width",
-            "height"} <= watched
+    assert {"family", "steps", "cfg_scale", "weight", "mode", "gamma", "fast_decode", "prompt", "negative", "seed",
+            "width", "height"} <= watched
     img2img_only = {"denoising", "image", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "inpaint_mask"}
     assert (img2img_only <= watched) == (tab == "img2img") and (not img2img_only & watched) == (tab == "txt2img")
     assert len(live_events(w.host[f"{tab}_prompt"], "edited")) == 1
