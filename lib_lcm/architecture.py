@@ -1,11 +1,13 @@
 """Which Stable Diffusion family a checkpoint is, from its tensor names and shapes alone.
 
 Public API (other modules code against these names):
-- ARCHITECTURES: the labels detect_architecture() returns.
+- ARCHITECTURES: the labels detect_architecture() returns; SD_ARCHITECTURES: those of the Stable Diffusion UNets.
 - detect_architecture(shapes) -> label.
 - detect_checkpoint(path) -> label (safetensors header; other formats -> "unknown").
 
 Which LCM-LoRA a label gets is the registry's to say: lib_lcm.weights.registry.variant_for_architecture.
+The Forges' other families (Flux, Chroma, Qwen-Image, Wan, Lumina 2, ...: lib_lcm.dit_families) get their own
+labels, so that what is loaded can be named; no LCM-LoRA exists for any of them.
 
 Detection reads the UNet's block structure (levels, transformer blocks per block, whether the middle block
 has attention, linear or 1x1-conv transformer projections, class-embedding MLP, input channels), never
@@ -14,8 +16,9 @@ encoder keys, where present, must agree with the UNet's family.
 
 Layouts understood: single-file LDM/SGM checkpoints as A1111 loads them (`model.diffusion_model.*`,
 `first_stage_model.*`, `cond_stage_model.*` or `conditioner.embedders.N.*`) and UNet-only files under
-`model.diffusion_model.` or `diffusion_model.`. Diffusers-format files (`down_blocks.*`, `unet.*`),
-LoRAs, and other model families (SD3, Flux, Stable Cascade, ...) have no LDM UNet: "unknown".
+`model.diffusion_model.` or `diffusion_model.`. Diffusers-format UNets (`down_blocks.*`, `unet.*`), LoRAs and
+families neither here nor in lib_lcm.dit_families (Stable Cascade, ...) are "unknown". Mugen (Forge Neo) is
+SDXL's UNet on a 32-channel latent: "mugen", never "sdxl".
 """
 from __future__ import annotations
 
@@ -24,9 +27,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from lib_lcm.dit_families import DIT_FAMILIES, detect_dit_family
 from lib_lcm.safetensors_header import read_shapes
 
-ARCHITECTURES = (
+# The Stable Diffusion UNet families (an LDM UNet of their own signature, below).
+SD_ARCHITECTURES = (
     "sd1",
     "sd1-inpaint",
     "sd2",
@@ -34,8 +39,8 @@ ARCHITECTURES = (
     "sdxl-inpaint",
     "ssd1b",
     "sdxl-refiner",
-    "unknown",
 )
+ARCHITECTURES = (*SD_ARCHITECTURES, "mugen", *DIT_FAMILIES, "unknown")
 
 _UNET_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 
@@ -45,6 +50,7 @@ class _UNetStructure:
     """What decides the family; depths count transformer blocks per block (0 = no attention)."""
 
     in_channels: int
+    out_channels: int
     input_depths: tuple[int, ...]  # input_blocks 1.. (downsamplers included, as 0)
     middle_depth: int | None  # None: the middle block is a lone ResBlock
     output_depths: tuple[int, ...]
@@ -58,6 +64,9 @@ _SD1_DEPTHS = ((1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 0), 1, (0, 0, 0, 1, 1, 1, 1, 1, 1,
 _SDXL_DEPTHS = ((0, 0, 0, 2, 2, 0, 10, 10), 10, (10, 10, 10, 2, 2, 2, 0, 0, 0))
 _SSD1B_DEPTHS = ((0, 0, 0, 2, 2, 0, 4, 4), None, (4, 4, 10, 2, 1, 1, 0, 0, 0))
 _REFINER_DEPTHS = ((0, 0, 0, 4, 4, 0, 4, 4, 0, 0, 0), 4, (0, 0, 0, 4, 4, 4, 4, 4, 4, 0, 0, 0))
+
+# Mugen's UNet predicts Flux.2's 32-channel latent (Neo's `model_list.Mugen`: SDXL's config, `out_channels` 32).
+_MUGEN_CHANNELS = 32
 
 _BLOCK_RE = re.compile(r"(input_blocks|output_blocks)\.(\d+)\.")
 _INPUT_TB_RE = re.compile(r"input_blocks\.(\d+)\.1\.transformer_blocks\.(\d+)\.")
@@ -108,6 +117,7 @@ def _unet_structure(shapes: Mapping[str, Sequence[int]]) -> _UNetStructure | Non
         return None
     return _UNetStructure(
         in_channels=conv_in[1],
+        out_channels=unet.get("out.2.weight", (4,))[0],
         input_depths=depths(_INPUT_TB_RE, counts["input_blocks"], 1),
         middle_depth=middle_depth,
         output_depths=depths(_OUTPUT_TB_RE, counts["output_blocks"], 0),
@@ -139,6 +149,8 @@ def _sd_family(s: _UNetStructure, shapes: Mapping[str, Sequence[int]]) -> str:
         return "sd2"  # SD2.x base, v-prediction, inpainting and depth share this UNet
     if open_clip is not None or (clip_l is not None and clip_l != s.context_dim):
         return "unknown"
+    if s.out_channels != 4:
+        return "unknown"
     return {4: "sd1", 9: "sd1-inpaint"}.get(s.in_channels, "unknown")
 
 
@@ -161,6 +173,10 @@ def _sdxl_family(s: _UNetStructure, shapes: Mapping[str, Sequence[int]]) -> str:
     # SDXL's cross-attention context is the CLIP-L and OpenCLIP-bigG hidden states concatenated.
     if has_encoders and (clip_l is None or big_g is None or clip_l + big_g != s.context_dim):
         return "unknown"
+    if depths == _SDXL_DEPTHS and s.out_channels == _MUGEN_CHANNELS:
+        return "mugen"
+    if s.out_channels != 4:
+        return "unknown"
     if depths == _SSD1B_DEPTHS:
         return "ssd1b" if s.in_channels == 4 else "unknown"
     return {4: "sdxl", 9: "sdxl-inpaint"}.get(s.in_channels, "unknown")
@@ -175,13 +191,13 @@ def detect_architecture(shapes: Mapping[str, Sequence[int]]) -> str:
 
     Returns:
         "sd1" / "sd1-inpaint" (9 input channels) / "sd2" (SD2.x incl. v-prediction and its inpainting
-        and depth variants) / "sdxl" / "sdxl-inpaint" / "ssd1b" / "sdxl-refiner", or "unknown" for
-        anything else, including a structure that matches no family exactly (e.g. other pruned SDXLs)
-        and text encoders that do not fit the UNet.
+        and depth variants) / "sdxl" / "sdxl-inpaint" / "ssd1b" / "sdxl-refiner" / "mugen", one of
+        lib_lcm.dit_families.DIT_FAMILIES, or "unknown" for anything else, including a structure that
+        matches no family exactly (e.g. other pruned SDXLs) and text encoders that do not fit the UNet.
     """
     s = _unet_structure(shapes)
     if s is None:
-        return "unknown"
+        return detect_dit_family(shapes) or "unknown"
     if s.class_embedding:
         return _sdxl_family(s, shapes)
     return _sd_family(s, shapes)

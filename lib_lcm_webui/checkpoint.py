@@ -16,7 +16,42 @@ ARCHITECTURE_NAMES = {
     "sdxl-inpaint": "SDXL inpainting",
     "ssd1b": "SSD-1B",
     "sdxl-refiner": "SDXL refiner",
+    "mugen": "Mugen",
+    "flux": "Flux.1",
+    "flux2": "Flux.2",
+    "chroma": "Chroma",
+    "sd3": "SD 3",
+    "lumina2": "Lumina 2",
+    "z-image": "Z-Image",
+    "wan": "Wan 2.1",
+    "qwen-image": "Qwen-Image",
+    "anima": "Anima",
+    "krea2": "Krea 2",
+    "ernie-image": "ERNIE-Image",
+    "pid": "PiD",
     "unknown": "an unrecognised architecture",
+}
+
+# The family the host's own model detection found, by the class of its result (`sd_model.model_config`, a
+# huggingface_guess `model_list` class on Forge 2.x and Forge Neo), for files without a readable header (.gguf,
+# .ckpt). Checked before the A1111 flags: Neo's Mugen engine sets `is_sdxl` for the WebUI's sake.
+_HOST_MODEL_CONFIGS = {
+    "Mugen": "mugen",
+    "Flux": "flux",
+    "FluxSchnell": "flux",
+    "Flux2K4B": "flux2",
+    "Flux2K9B": "flux2",
+    "Chroma": "chroma",
+    "SD3": "sd3",
+    "Lumina2": "lumina2",
+    "ZImage": "z-image",
+    "WAN21_T2V": "wan",
+    "WAN21_I2V": "wan",
+    "QwenImage": "qwen-image",
+    "Anima": "anima",
+    "Krea2": "krea2",
+    "ErnieImage": "ernie-image",
+    "PiD": "pid",
 }
 
 
@@ -74,7 +109,10 @@ def mtime_ns(path):
 
 
 def _architecture_from_flags(sd_model) -> str:
-    # .ckpt files have no readable header; the host's own flags still tell the family.
+    # .ckpt and .gguf files have no readable header; the host's own model detection and flags still tell.
+    host_family = _HOST_MODEL_CONFIGS.get(type(getattr(sd_model, "model_config", None)).__name__)
+    if host_family is not None:
+        return host_family
     in_channels = None
     try:
         in_channels = sd_model.model.diffusion_model.input_blocks[0][0].in_channels

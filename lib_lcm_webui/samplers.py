@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 
-import k_diffusion.external
 import k_diffusion.sampling
 import torch
 from modules import prompt_parser, sd_samplers, sd_samplers_common, sd_samplers_kdiffusion, shared
@@ -45,11 +44,6 @@ def tcd_gamma(p) -> float:
     return float(getattr(shared.opts, PARAMS_BY_KEY["gamma"].setting, DEFAULTS["gamma"]))
 
 
-class CompVisDenoiser(k_diffusion.external.CompVisDenoiser):
-    def forward(self, input, sigma, **kwargs):
-        return super().forward(input, sigma, **cfg_skip.image_cond_trimmed_to_batch(kwargs, input.shape[0]))
-
-
 class LcmCFGDenoiser(forge.cfg_denoiser_base(FORGE)):
     """The host's CFG denoiser, with LCM's boundary condition around the UNet and no uncond pass at CFG 1."""
 
@@ -61,7 +55,7 @@ class LcmCFGDenoiser(forge.cfg_denoiser_base(FORGE)):
             return super().inner_model
         if self.model_wrap is None:
             # quantize=True: the UNet sees the integer timesteps the reference feeds it.
-            denoiser = CompVisDenoiser(shared.sd_model, quantize=True)
+            denoiser = cfg_skip.compvis_denoiser(shared.sd_model, quantize=True)
             if self.boundary_condition:
                 denoiser = sampling.LCMDenoiser(denoiser, alphas_cumprod_of(denoiser))
             self.model_wrap = denoiser

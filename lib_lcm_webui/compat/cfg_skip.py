@@ -7,6 +7,7 @@ previews) and undoing every side effect. (The Forges skip the uncond pass at CFG
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 from modules import shared
@@ -85,3 +86,23 @@ def image_cond_trimmed_to_batch(kwargs: dict, rows: int) -> dict:
     if concat and concat[0] is not None and concat[0].shape[0] > rows:
         return {**kwargs, "cond": {**cond, "c_concat": [concat[0][:rows], *concat[1:]]}}
     return kwargs
+
+
+def compvis_denoiser(sd_model, **kwargs):
+    """k-diffusion's eps denoiser of `sd_model` (A1111), its image conditioning fitted to the uncond-skip path.
+
+    Built when called, never at import: the Forges drive the UNet through their own denoiser, and Forge Neo's
+    trimmed k_diffusion has no `external.CompVisDenoiser` (a subclass at module level stopped the extension from
+    loading there)."""
+    return _compvis_denoiser_class()(sd_model, **kwargs)
+
+
+@functools.lru_cache(maxsize=1)
+def _compvis_denoiser_class():
+    import k_diffusion.external
+
+    class CompVisDenoiser(k_diffusion.external.CompVisDenoiser):
+        def forward(self, input, sigma, **kwargs):
+            return super().forward(input, sigma, **image_cond_trimmed_to_batch(kwargs, input.shape[0]))
+
+    return CompVisDenoiser

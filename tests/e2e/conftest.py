@@ -20,7 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.webui import EXTENSION_NAME, REPO_ROOT, DataDir, Installation, WebUIClient, WebUIServer
+from tests.e2e.webui import (
+    EXTENSION_NAME,
+    FORGE_BF16_UNET_FLAGS,
+    REPO_ROOT,
+    DataDir,
+    Installation,
+    WebUIClient,
+    WebUIServer,
+)
 from tests.fixtures import full_width, slim, tiny
 
 FORGE_MODELS_ENV = "LCM_E2E_FORGE_MODELS"
@@ -206,12 +214,21 @@ def family_checkpoint(models: dict, family: str, installation: Installation) -> 
     return checkpoint
 
 
+def hires_upscaler(client: WebUIClient) -> str:
+    """The hires-fix upscaler of the tests: "Latent" where the host upscales latents; Forge Neo has no latent
+    upscale mode (its `shared.latent_upscale_modes` stays empty and "Latent" is refused), so "None" there, the
+    plain resize every host lists."""
+    modes = {mode["name"] for mode in client.get("/sdapi/v1/latent-upscale-modes")}
+    return "Latent" if "Latent" in modes else "None"
+
+
 def sdxl_size_args(installation: Installation) -> tuple[str, ...]:
-    """Flags of a Forge server holding an SDXL-size model: the UNet stored bf16 (the hosts' own ``--unet-in-bf16``;
-    on CPU they compute in fp32). The Forges merge a LoRA into a copy of each weight it adapts: in fp32 an SDXL UNet
-    and its merged LCM-LoRA alone would take ~20 GB; bf16 peaked at 14.3 GB RSS. (fp8 storage takes less, but its
-    per-layer cast made an SD 1.5 step ~4x slower on CPU, too slow for the browser suite.)"""
-    return ("--unet-in-bf16",) if installation.is_forge else ()
+    """Flags of a Forge server holding an SDXL-size model: the UNet stored bf16 (the hosts' own ``--unet-in-bf16``,
+    Neo's ``--bf16-unet``; on CPU they compute in fp32). The Forges merge a LoRA into a copy of each weight it
+    adapts: in fp32 an SDXL UNet and its merged LCM-LoRA alone would take ~20 GB; bf16 peaked at 14.3 GB RSS. (fp8
+    storage takes less, but its per-layer cast made an SD 1.5 step ~4x slower on CPU, too slow for the browser
+    suite.)"""
+    return (installation.first_defined(*FORGE_BF16_UNET_FLAGS),) if installation.is_forge else ()
 
 
 @pytest.fixture(scope="session")

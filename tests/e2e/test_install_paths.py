@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PROBE_EXTENSION
-from tests.e2e.webui import FORGE_ARGS, OFFLINE_ENV, REPO_ROOT, DataDir, WebUIServer
+from tests.e2e.webui import OFFLINE_ENV, REPO_ROOT, DataDir, WebUIServer
 from tests.fakehub import FakeHub
 
 pytestmark = pytest.mark.e2e
@@ -99,7 +99,7 @@ def test_install_from_url_runs_install_py_at_once_and_works_after_restart(
     data_dir = empty_data_dir(tmp_path_factory, tiny_webui_models)
     env = {**os.environ, "OMP_NUM_THREADS": "1", **OFFLINE_ENV, **user_env(data_dir, webui_env, hub)}
     if webui_installation.is_forge:  # the script imports Forge's memory manager, which needs its CPU flag
-        env["COMMANDLINE_ARGS"] += " " + " ".join(FORGE_ARGS)
+        env["COMMANDLINE_ARGS"] += " " + " ".join(webui_installation.forge_args)
     for name in ("PYTHONPATH", "VIRTUAL_ENV"):
         env.pop(name, None)
     installed = subprocess.run(

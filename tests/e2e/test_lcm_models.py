@@ -14,7 +14,7 @@ from PIL import Image
 from lib_lcm.safetensors_header import read_header
 from lib_lcm.schedules import lcm_timesteps
 from lib_lcm.weights.verification import lora_modules
-from tests.e2e.conftest import family_checkpoint, sdxl_size_args
+from tests.e2e.conftest import family_checkpoint, hires_upscaler, sdxl_size_args
 from tests.e2e.test_lcm_webui import generate, infotext_prompt, lcm, with_checkpoint
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +75,7 @@ def test_sdxl_hires_fix_runs_the_second_pass_with_lcm_and_the_lora(sdxl_webui, t
                                                                    webui_installation):
     name = checkpoint_name(tiny_webui_models, "sdxl", webui_installation)
     forge = {"hr_additional_modules": ["Use same choices"]} if webui_installation.is_forge else {}
-    result, probe = generate(sdxl_webui, enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.5,
+    result, probe = generate(sdxl_webui, enable_hr=True, hr_scale=2, hr_upscaler=hires_upscaler(sdxl_webui), denoising_strength=0.5,
                              hr_sampler_name="Euler a", hr_second_pass_steps=20, **forge, **with_checkpoint(name),
                              **lcm())
     assert result.image.size == (128, 128)

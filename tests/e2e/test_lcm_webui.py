@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lib_lcm.schedules import lcm_timesteps, tcd_timesteps
+from tests.e2e.conftest import hires_upscaler
 
 pytestmark = pytest.mark.e2e
 
@@ -20,12 +21,13 @@ BASE = {"prompt": "a photo of a cat", "negative_prompt": "blurry", "width": 64, 
 SKIP_PREVIEWS = {"override_settings": {"live_previews_enable": False}}
 HOST_LCM_SINCE = (1, 8, 0)  # the release that added the built-in "LCM" sampler
 # The X/Y/Z plot's other run() arguments by name (passed in the host's own order): no Y/Z axis, a legend, every
-# cell's image returned; reForge's three extra ones at their UI defaults.
+# cell's image returned; reForge's three extra ones and Forge Neo's row count at their UI defaults.
 XYZ_ARGS = {"x_values_dropdown": [], "y_type": 0, "y_values": "", "y_values_dropdown": [], "z_type": 0,
             "z_values": "", "z_values_dropdown": [], "draw_legend": True, "include_lone_images": True,
             "include_sub_grids": False, "no_fixed_seeds": False, "vary_seeds_x": False, "vary_seeds_y": False,
             "vary_seeds_z": False, "margin_size": 0, "csv_mode": False,
-            "draw_individual_labels": False, "skip_grid": False, "items_per_grid": 0}
+            "draw_individual_labels": False, "skip_grid": False, "items_per_grid": 0,
+            "row_count": 0}
 
 
 def with_checkpoint(name: str) -> dict:
@@ -117,7 +119,7 @@ def test_hires_fix_runs_the_second_pass_with_lcm_and_the_lora(webui, webui_insta
     # Forge's API leaves `hr_additional_modules` at None, which its hires pass cannot read (a TypeError for
     # any hires request without it, with or without this extension): send the UI's default.
     forge = {"hr_additional_modules": ["Use same choices"]} if webui_installation.is_forge else {}
-    result, probe = generate(webui, enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.5,
+    result, probe = generate(webui, enable_hr=True, hr_scale=2, hr_upscaler=hires_upscaler(webui), denoising_strength=0.5,
                              hr_sampler_name="Euler a", hr_second_pass_steps=20, **forge, **lcm())
     assert result.image.size == (128, 128)
     assert probe["timesteps"] == [999, 759, 499, 259] + lcm_timesteps(4, strength=0.5)

@@ -35,16 +35,25 @@ BASE_ARGS = (
     "--no-download-sd-model",
     "--server-name", "127.0.0.1",
 )
-# Flags of BASE_ARGS that a host may have removed (Forge Classic has neither: its argparse refuses them), passed
-# only where the checkout's `modules/cmd_args.py` defines them; flag -> number of values that follow it.
-OPTIONAL_ARGS = {"--precision": 1, "--do-not-download-clip": 0}
+# Flags of BASE_ARGS that a host may have removed, passed only where the checkout defines them (FLAG_FILES); a
+# host's argparse refuses the others (Forge Classic: --precision, --do-not-download-clip; Forge Neo: all of these);
+# flag -> number of values that follow it.
+OPTIONAL_ARGS = {"--use-cpu": 1, "--no-half": 0, "--precision": 1, "--do-not-download-clip": 0,
+                 "--no-download-sd-model": 0}
+# Where a checkout defines its command-line flags: A1111's parser, Forge 2's and Neo's backend, the `ldm_patched`
+# Forges' backend.
+FLAG_FILES = ("modules/cmd_args.py", "backend/args.py", "ldm_patched/modules/args_parser.py")
 
-# Forge (lllyasviel/stable-diffusion-webui-forge) ignores --use-cpu for its backend: without --always-cpu its
-# memory manager asks torch for a CUDA device at import and a CPU-only torch stops the start.
-FORGE_ARGS = ("--always-cpu",)
+# The Forges ignore --use-cpu for their backend: without their own CPU flag their memory manager asks torch for a
+# CUDA device at import and a CPU-only torch stops the start. Forge, reForge, Forge Classic: --always-cpu; Forge
+# Neo renamed it --cpu.
+FORGE_CPU_FLAGS = ("--always-cpu", "--cpu")
+# The Forges' flag storing the UNet in bf16 (Forge Neo: --bf16-unet).
+FORGE_BF16_UNET_FLAGS = ("--unet-in-bf16", "--bf16-unet")
 # The flags above that keep a server on the CPU (flag -> number of values that follow it): a server with
 # device="cuda" leaves them out, and the host picks its GPU and precision itself.
-CPU_ONLY_ARGS = {"--skip-torch-cuda-test": 0, "--use-cpu": 1, "--no-half": 0, "--precision": 1, "--always-cpu": 0}
+CPU_ONLY_ARGS = {"--skip-torch-cuda-test": 0, "--use-cpu": 1, "--no-half": 0, "--precision": 1, "--always-cpu": 0,
+                 "--cpu": 0}
 
 STARTUP_LINE = "Startup time:"  # webui.py prints it once every route and middleware is in place
 
@@ -106,23 +115,60 @@ class Installation:
         return (self.webui_dir / "modules_forge").is_dir()
 
     @property
+    def forge_args(self) -> tuple[str, ...]:
+        """The Forges' CPU flag (FORGE_CPU_FLAGS: the first this checkout defines); () on A1111."""
+        return (self.first_defined(*FORGE_CPU_FLAGS),) if self.is_forge else ()
+
+    @property
     def host_args(self) -> tuple[str, ...]:
-        """Flags this host needs beyond BASE_ARGS. Forge: FORGE_ARGS, and its checkout as a gradio allowed path:
+        """Flags this host needs beyond BASE_ARGS. Forge: its CPU flag, and its checkout as a gradio allowed path:
         its gradio 4 serves `file=` paths only from there (default: the data dir alone), so with a --data-dir
         elsewhere the page's own script.js and javascript/*.js get 403 and no page script runs."""
-        return (*FORGE_ARGS, "--gradio-allowed-path", str(self.webui_dir)) if self.is_forge else ()
+        return (*self.forge_args, "--gradio-allowed-path", str(self.webui_dir)) if self.is_forge else ()
+
+    def _flag_sources(self) -> str | None:
+        """The text of the checkout's FLAG_FILES, None where it has none of them."""
+        texts = []
+        for name in FLAG_FILES:
+            try:
+                texts.append((self.webui_dir / name).read_text(encoding="utf-8"))
+            except OSError:
+                pass
+        return "\n".join(texts) if texts else None
+
+    def defines(self, flag: str) -> bool:
+        """Whether the checkout defines command-line `flag` (True where its flag files cannot be read)."""
+        sources = self._flag_sources()
+        return sources is None or f'"{flag}"' in sources
+
+    def first_defined(self, *flags: str) -> str:
+        """The first of `flags` the checkout defines (the first of all where it defines none)."""
+        return next((flag for flag in flags if self.defines(flag)), flags[0])
+
+    @property
+    def takes_ckpt(self) -> bool:
+        """A1111 and the older Forges load `--ckpt FILE` at start; Forge Neo has no such flag (its parser would take
+        `--ckpt` as an abbreviation of `--ckpt-dirs`) and loads the `sd_model_checkpoint` option instead."""
+        return self.defines("--ckpt")
+
+    def config_stamp(self) -> dict[str, str]:
+        """The version stamp the host writes into a new config.json and checks at every start: Forge Neo's
+        `VERSION_UID` (modules/launch_utils.py), without which its launch.py stops at a "clean reinstall" prompt
+        waiting for Enter. {} for the other hosts."""
+        try:
+            source = (self.webui_dir / "modules" / "launch_utils.py").read_text(encoding="utf-8")
+        except OSError:
+            return {}
+        match = re.search(r'^VERSION_UID\b[^=\n]*=\s*"([^"]+)"', source, re.M)
+        return {"VERSION_UID": match[1]} if match else {}
 
     @property
     def base_args(self) -> tuple[str, ...]:
-        """BASE_ARGS without the OPTIONAL_ARGS this checkout's `modules/cmd_args.py` does not define."""
-        try:
-            defined = (self.webui_dir / "modules" / "cmd_args.py").read_text(encoding="utf-8")
-        except OSError:
-            return BASE_ARGS
+        """BASE_ARGS without the OPTIONAL_ARGS this checkout does not define."""
         args, i = [], 0
         while i < len(BASE_ARGS):
             flag, n = BASE_ARGS[i], 1 + OPTIONAL_ARGS.get(BASE_ARGS[i], 0)
-            if flag not in OPTIONAL_ARGS or f'"{flag}"' in defined:
+            if flag not in OPTIONAL_ARGS or self.defines(flag):
                 args.extend(BASE_ARGS[i:i + n])
             i += n
         return tuple(args)
@@ -324,12 +370,26 @@ class WebUIServer:
         mode = (("--api",) if self.api else ()) if self.ui else ("--nowebui", "--api")
         if self.api_auth:
             mode += ("--api-auth", ":".join(self.api_auth))
+        checkpoint = ("--ckpt", str(self.data_dir.checkpoint)) if self.installation.takes_ckpt else ()
         host = [*self.installation.base_args, *self.installation.host_args]
         return [
             str(self.installation.python), "launch.py", *(without_cpu_flags(host) if self.device == "cuda" else host),
-            *mode, "--data-dir", str(self.data_dir.root), "--ckpt", str(self.data_dir.checkpoint),
-            *self.extra_args, *more,
+            *mode, "--data-dir", str(self.data_dir.root), *checkpoint, *self.extra_args, *more,
         ]
+
+    def _prepare_config(self) -> None:
+        """The data dir's config.json before a (re)start. Where the host has no `--ckpt` it selects the checkpoint,
+        at every start as `--ckpt` would (a checkpoint chosen over the API meanwhile is not what a restart loads).
+        A config the harness writes or a test put there carries the host's version stamp, where it has one
+        (`Installation.config_stamp`)."""
+        config_path = self.data_dir.root / "config.json"
+        if self.installation.takes_ckpt and not config_path.is_file():
+            return
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        config = {**self.installation.config_stamp(), **config}
+        if not self.installation.takes_ckpt:
+            config["sd_model_checkpoint"] = self.data_dir.checkpoint.name
+        config_path.write_text(json.dumps(config, indent=4), encoding="utf-8")
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -360,6 +420,7 @@ class WebUIServer:
         every extension's ``install.py``. Later starts use ``--skip-prepare-environment``."""
         log = self.data_dir.root.parent / f"{self.data_dir.root.name}-prepare.log"
         self.prepare_log_path = log
+        self._prepare_config()
         started = time.monotonic()
         with open(log, "wb") as out:
             result = subprocess.run(
@@ -380,6 +441,7 @@ class WebUIServer:
         A restart on the same port appends to the same log."""
         self.port = port or free_port()
         self.log_path = self.data_dir.root.parent / f"{self.data_dir.root.name}-{self.port}.log"
+        self._prepare_config()
         started = time.monotonic()
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
