@@ -65,7 +65,8 @@ function recordPage(page, tab) {
             seen.inputs.push(performance.now());
         }, {capture: true});
         let generations = lcmLoraLive.stats(tab)?.generations ?? 0;
-        setInterval(() => {
+        clearInterval(window.__lcmLiveRecorder);
+        window.__lcmLiveRecorder = setInterval(() => {
             const stats = lcmLoraLive.stats(tab);
             if (!stats) return;
             seen.maxOutstanding = Math.max(seen.maxOutstanding, stats.generations - stats.completed);
@@ -76,24 +77,49 @@ function recordPage(page, tab) {
 
 const recorded = (page) => page.evaluate(() => window.__lcmLiveRecord);
 
+// Installed in the page once: window.__lcmWhenPainted(tab, before, prompt) resolves to performance.now() at the frame
+// after a new gallery image (its src not in `before`) is loaded and decoded while the infotext is for `prompt` (its
+// first line starts with it; "box": is the prompt box's text then; null: any). It watches mutations and load events,
+// not every frame: reading the infotext every frame forces a layout each time and slowed the page it measured.
+function installPaintWatch(page) {
+    return page.evaluate(() => {
+        if (window.__lcmWhenPainted) return;
+        window.__lcmGallerySources = (tab) => Array.from(document.querySelectorAll(`#${tab}_gallery img`))
+            .map((img) => img.src);
+        window.__lcmWhenPainted = (tab, before, prompt) => new Promise((resolve) => {
+            const gallery = document.querySelector(`#${tab}_gallery`);
+            const info = document.querySelector(`#html_info_${tab}`);
+            const box = document.querySelector(`#${tab}_prompt textarea`);
+            const old = new Set(before);
+            let done = false;
+            const check = () => {
+                const fresh = Array.from(gallery.querySelectorAll("img"))
+                    .find((img) => !old.has(img.src) && img.complete && img.naturalWidth > 0);
+                if (done || !fresh) return;
+                const text = ((document.querySelector(`.prose#html_info_${tab}`) ?? info.querySelector(".prose"))
+                    ?.innerText ?? "").split("\n")[0].trim();
+                if (prompt === "box" ? text !== box.value.trim() : prompt !== null && !text.startsWith(prompt.trim())) {
+                    return;
+                }
+                done = true;
+                observer.disconnect();
+                gallery.removeEventListener("load", check, true);
+                fresh.decode().catch(() => {}).then(() => requestAnimationFrame(() => resolve(performance.now())));
+            };
+            const observer = new MutationObserver(check);
+            observer.observe(gallery, {subtree: true, childList: true, attributes: true, attributeFilter: ["src"]});
+            observer.observe(info, {subtree: true, childList: true, characterData: true});
+            gallery.addEventListener("load", check, true);
+            check();
+        });
+    });
+}
+
 // Resolves to when (performance.now()) the gallery first paints a new image whose infotext is for `prompt`.
 async function imagePainted(page, tab, prompt) {
-    const handle = await page.evaluateHandle(([tab, prompt]) => new Promise((resolve) => {
-        const images = () => Array.from(document.querySelectorAll(`#${tab}_gallery img`));
-        const before = new Set(images().map((img) => img.src));
-        const poll = () => {
-            const info = (document.querySelector(`.prose#html_info_${tab}`) ??
-                document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
-            const fresh = images().find((img) => !before.has(img.src) && img.complete && img.naturalWidth > 0);
-            if (fresh && info.split("\n")[0].trim().startsWith(prompt.trim())) {
-                fresh.decode().then(() => requestAnimationFrame(() => resolve(performance.now())));
-            } else {
-                requestAnimationFrame(poll);
-            }
-        };
-        poll();
-    }), [tab, prompt]);
-    return handle.jsonValue();
+    await installPaintWatch(page);
+    const before = await page.evaluate((tab) => window.__lcmGallerySources(tab), tab);
+    return page.evaluate(([tab, before, prompt]) => window.__lcmWhenPainted(tab, before, prompt), [tab, before, prompt]);
 }
 
 // The typing run's times: first and last key as the page received them, the final prompt's image after the last
@@ -188,21 +214,12 @@ const scenarios = {
         await setPrompt(page, tab, "a cat");
         await openPanel(page, tab);
         await generate(page, tab);
+        await installPaintWatch(page);
         const times = await page.evaluate(async ([tab, count]) => {
-            const images = () => Array.from(document.querySelectorAll(`#${tab}_gallery img`));
-            const painted = (before) => new Promise((resolve) => {
-                const poll = () => {
-                    const fresh = images().find((img) => !before.has(img.src) && img.complete && img.naturalWidth > 0);
-                    if (fresh) fresh.decode().then(() => requestAnimationFrame(() => resolve(performance.now())));
-                    else requestAnimationFrame(poll);
-                };
-                poll();
-            });
             const started = performance.now();
             const ends = [];
             for (let i = 0; i < count; i++) {
-                const before = new Set(images().map((img) => img.src));
-                const done = painted(before);
+                const done = window.__lcmWhenPainted(tab, window.__lcmGallerySources(tab), null);
                 document.querySelector(`#${tab}_generate`).click();
                 ends.push(await done);
             }
@@ -328,13 +345,12 @@ async function prepareMode(page, tab, mode) {
 }
 
 // window.__lcmLatency(tab, trigger, field): ms from the trigger (the last input event of the edited field, "prompt" or
-// "seed", before the image, or a click on Generate) to a new image in the gallery, loaded and decoded (painted in the next frame), whose infotext
-// is for the prompt in the box (an image of an earlier state does not count).
-function installLatencyProbe(page) {
+// "seed", before the image, or a click on Generate) to a new image in the gallery, loaded and decoded (painted in the
+// next frame), whose infotext is for the prompt in the box (an image of an earlier state does not count).
+async function installLatencyProbe(page) {
+    await installPaintWatch(page);
     return page.evaluate(() => {
-        window.__lcmLatency = (tab, trigger, field) => new Promise((resolve) => {
-            const images = () => Array.from(document.querySelectorAll(`#${tab}_gallery img`));
-            const before = new Set(images().map((img) => img.src));
+        window.__lcmLatency = (tab, trigger, field) => {
             const box = document.querySelector(`#${tab}_prompt textarea`);
             const edited = field === "prompt" ? box : document.querySelector(`#${tab}_${field} input`);
             const target = trigger === "click" ? document.querySelector(`#${tab}_generate`) : edited;
@@ -343,22 +359,11 @@ function installLatencyProbe(page) {
                 started = performance.now();
             };
             target.addEventListener(trigger, mark, {capture: true});
-            const current = () => {
-                const info = (document.querySelector(`.prose#html_info_${tab}`) ??
-                    document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
-                return info.split("\n")[0].trim() === box.value.trim();
-            };
-            const poll = () => {
-                const fresh = images().find((img) => !before.has(img.src) && img.complete && img.naturalWidth > 0);
-                if (started !== null && fresh && current()) {
-                    target.removeEventListener(trigger, mark, {capture: true});
-                    fresh.decode().then(() => requestAnimationFrame(() => resolve(performance.now() - started)));
-                } else {
-                    requestAnimationFrame(poll);
-                }
-            };
-            requestAnimationFrame(poll);
-        });
+            return window.__lcmWhenPainted(tab, window.__lcmGallerySources(tab), "box").then((paintedAt) => {
+                target.removeEventListener(trigger, mark, {capture: true});
+                return paintedAt - started;
+            });
+        };
     });
 }
 
