@@ -15,8 +15,10 @@ sees the launch flags through COMMANDLINE_ARGS. So this script:
 - skips the network entirely with HF_HUB_OFFLINE=1 (the WebUI fetches the file on first use);
 - always exits 0 and prints at most a few ``LCM-LoRA:`` lines (one on failure), never a traceback.
 
-``LCM_LORA_DOWNLOAD``: ``auto`` (default: the variants matching the checkpoints found in the checkpoint
-folders, sd15 when none is recognised), ``all``, ``none``, or a comma list of ``sd15,sdxl,ssd1b``.
+``LCM_LORA_DOWNLOAD``: ``auto`` (default: the LCM-LoRA variants matching the checkpoints found in the
+checkpoint folders, sd15 when none is recognised), ``all`` (every LCM-LoRA variant), ``none``, or a comma list of
+variant ids and families (``sd15,lightning``). Files of the other few-step families (TCD, Hyper-SD,
+SDXL-Lightning, DMD2: up to ~790 MB each) are fetched at start-up only when named there; otherwise on first use.
 """
 import os
 import re

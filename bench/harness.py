@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -43,9 +44,14 @@ def _exit_on_sigterm(signum, frame):
     sys.exit(f"stopped by signal {signum}")  # unwinds, so the caller's `finally` stops the WebUI
 
 
-def start(work: Path, model: str = "tiny", ui: bool = False) -> Bench:
-    """Start the bench's WebUI (API only, or with its page when `ui`) with the host's TAESD decoder file in place
-    (a random stand-in, tests/fixtures/taesd.py: the host cannot download the real one offline)."""
+def start(work: Path, model: str = "tiny", ui: bool = False, extra_variants=None, checkpoints=(),
+          device: str = "cpu") -> Bench:
+    """Start the bench's WebUI (API only, or with its page when `ui`; on the CPU, or on the GPU with the host's own
+    precision when `device` is "cuda") with the host's TAESD decoder file in place (a random stand-in,
+    tests/fixtures/taesd.py: the host cannot download the real one offline).
+
+    `extra_variants` ({registry variant: file}) puts more catalogue files in place under their stems, registered
+    with their own size and hash; `checkpoints` are loaded next to the model set's SD 1.5."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     installation = Installation.from_env()
     if installation is None:
@@ -61,12 +67,16 @@ def start(work: Path, model: str = "tiny", ui: bool = False) -> Bench:
         loras[tiny.STYLE_LORA_FILE] = models.style_lora
     shipped = json.loads((ROOT / "lib_lcm" / "weights" / "registry.json").read_text())
     registry = work / "registry.json"
-    registry.write_text(json.dumps(tiny_registry(shipped, {"sd15": sd15_lora})))
+    variants = {"sd15": sd15_lora, **(extra_variants or {})}
+    for variant, path in (extra_variants or {}).items():
+        loras[f"LCM-LoRA/{shipped['variants'][variant]['stem']}.safetensors"] = path
+    registry.write_text(json.dumps(tiny_registry(shipped, variants)))
     assert TINY_LCM_LORAS["sd15"] == tiny.LCM_LORA_FILES["sd1"]
-    data_dir = DataDir.create(work / "data", [checkpoint], loras,
+    data_dir = DataDir.create(work / "data", [checkpoint, *checkpoints], loras,
                               extensions={EXTENSION_NAME: ROOT, "lcm-test-probe": PROBE_EXTENSION})
     taesd.write_decoder(data_dir.root / "models" / "VAE-taesd" / taesd.FILE_NAME)
-    server = WebUIServer(installation, data_dir, ui=ui, extra_env={"LCM_LORA_REGISTRY": str(registry)})
+    server = WebUIServer(installation, data_dir, ui=ui, extra_env={"LCM_LORA_REGISTRY": str(registry)},
+                         device=device)
     server.prepare()
     client = server.start(timeout=600.0)
     return Bench(server, client, model, data_dir.root / "models" / "Lora" / "LCM-LoRA")
@@ -84,6 +94,24 @@ def generate(bench: Bench, config: dict, size: int, **more) -> tuple[float, dict
     bench.client.post("/sdapi/v1/txt2img", payload(config, size, **more))
     elapsed = time.perf_counter() - started
     return elapsed, bench.client.get("/lcm-test/v1/unet")
+
+
+def resolve_device(device: str) -> str:
+    """"auto": "cuda" where the WebUI's torch sees a GPU, else "cpu"."""
+    if device != "auto":
+        return device
+    installation = Installation.from_env()
+    return "cuda" if installation is not None and installation.cuda_available() else "cpu"
+
+
+def gpu_name() -> str | None:
+    """The first GPU's name (nvidia-smi), for the figures' record."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0] if out else None
 
 
 def machine() -> dict:

@@ -1,4 +1,5 @@
-"""LCM-LoRA Live, measured in a real browser: edit-to-image latency and what one image's time is made of.
+"""LCM-LoRA Live, measured in a real browser: edit-to-image latency, what one image's time is made of, and Live
+against clicking Generate while typing.
 
 One WebUI with its page (this extension, the UNet/timing probe, a TAESD decoder stand-in), headless Chromium
 driven by tests/e2e/browser/live.mjs. Per repeat, interleaved, two kinds of edit, "word" (one more word typed into
@@ -8,15 +9,22 @@ three ways:
 - live_taesd: Live on with Fast decode (the image follows the keystroke; not saved, TAESD decode);
 - live_full: Live on, Fast decode off (the full VAE).
 Latency runs from the last keystroke's input event (click: from the click) to the new image of that prompt loaded
-and painted in the gallery. The probe splits the server's part by the script hooks around each stage (prompts = text encoding,
-sampling = the UNet steps, decode, finish = post-processing and saving); "page" is the rest of the latency:
-request, queue, response, image transfer and paint. Then the typing run: 40 characters at 8 per second with Live
-on, how many images were made.
+and painted in the gallery. The probe splits the server's part by the script hooks around each stage (prompts = text
+encoding, sampling = the UNet steps, decode, finish = post-processing and saving); "page" is the rest of the
+latency: request, queue, response, image transfer and paint.
 
+Then, side by side in the same run: 40 characters typed at 8 per second with Live on (repeated), how many images
+Live made and how long the final prompt's image took after the last key, against Generate clicked back to back
+(the images clicks could make in the typing's time, and one click's latency); the time from a live result to the
+next live request; and the same img2img after different earlier generations (panel and live requests, over the
+API): how far apart.
+
+    python bench/live_latency.py                      # CPU: tiny model, 64x64; GPU: slim (SD 1.5-size), 512x512
     python bench/live_latency.py --model tiny --sizes 64 256 --repeats 5
-    python bench/live_latency.py --model slim --sizes 64 --repeats 3
+    python bench/live_latency.py --device cpu --model slim --sizes 64 --repeats 3
 
-Prints a table and, last, one JSON line with the figures (bench/plot_live.py draws them).
+The device is the GPU where the WebUI's torch sees one (--device auto), else the CPU; every image is 4 steps (the
+panel's default). Prints a table and, last, one JSON line with the figures (bench/plot_live.py draws them).
 """
 from __future__ import annotations
 
@@ -28,7 +36,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from harness import ROOT, emit, machine, start
+from harness import ROOT, emit, gpu_name, machine, resolve_device, start
 
 BROWSER = ROOT / "tests" / "e2e" / "browser"
 MODES = ("click", "live_taesd", "live_full")
@@ -77,26 +85,92 @@ def summarise_edit(rows) -> dict:
     return out
 
 
+def typing_vs_clicks(size_rows: dict, typing_runs: list, cycle_ms: float) -> dict:
+    """The targets' figures: Live while typing against clicks in the same time, the final image after the last
+    key against one click, one edit against one click, and the time from a live result to the next request.
+    The clicks possible in the typing's time are counted at one click's latency (a new seed, clicked) or the
+    back-to-back cycle measured, whichever is shorter: the stricter figure."""
+    clicks = size_rows.get("seed", {}).get("click", {}).get("latency")
+    click_ms = min(cycle_ms, clicks) if clicks is not None else cycle_ms
+    possible = [run["typingMs"] / click_ms for run in typing_runs]
+    gaps = [gap for run in typing_runs for gap in run["gapsMs"]]
+    out = {
+        "typing_ms": statistics.median(run["typingMs"] for run in typing_runs),
+        "live_images": statistics.median(run["generations"] for run in typing_runs),
+        "started_while_typing": statistics.median(run["startedWhileTyping"] for run in typing_runs),
+        "click_cycle_ms": cycle_ms,
+        "clicks_possible": statistics.median(possible),
+        "images_ratio": statistics.median(run["generations"] / n for run, n in zip(typing_runs, possible, strict=True)),
+        "final_image_ms": statistics.median(run["finalImageMs"] for run in typing_runs),
+        "final_image_runs_ms": [run["finalImageMs"] for run in typing_runs],
+        "gap_ms_median": statistics.median(gaps) if gaps else None,
+        "gap_ms_max": max(gaps) if gaps else None,
+        "live_duration_ms": statistics.median(run["lastDurationMs"] for run in typing_runs),
+        "live_server_ms": statistics.median(ms for run in typing_runs for ms in run["serverMs"]),
+    }
+    if clicks is not None:
+        out["click_ms"] = clicks
+        out["final_minus_click_ms"] = out["final_image_ms"] - clicks
+        for edit, modes in size_rows.items():
+            if {"click", "live_taesd"} <= set(modes):
+                out[f"{edit}_live_over_click"] = modes["live_taesd"]["latency"] / modes["click"]["latency"]
+    return out
+
+
+def img2img_apart(bench) -> dict:
+    """The same img2img (LCM-LoRA panel, then a live request) after two different earlier generations: the
+    largest pixel difference between the two images (0: identical)."""
+    import numpy as np
+    from PIL import Image
+
+    init = Image.new("RGB", (64, 64), (120, 90, 200))
+    base = {"prompt": "a cat", "width": 64, "height": 64, "seed": 1234, "denoising_strength": 0.6,
+            "override_settings": {"live_previews_enable": False}}
+    earlier = ({"seed": 5, "steps": 3, "sampler_name": "Euler a"}, {"seed": 77, "steps": 6, "sampler_name": "Euler a",
+                                                                     "batch_size": 2})
+    apart = {}
+    for name, fields in (("panel", {"enabled": True}), ("live", {"live": True})):
+        images = []
+        for before in earlier:
+            bench.client.txt2img(prompt="a dog", width=64, height=64, **before)
+            result = bench.client.img2img(init, **base, alwayson_scripts={"LCM-LoRA": {"args": [fields]}})
+            images.append(np.asarray(result.image.convert("RGB"), dtype=np.int16))
+        apart[name] = int(np.abs(images[0] - images[1]).max())
+    return apart
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=("tiny", "slim"), default="tiny")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--model", choices=("tiny", "slim"), help="default: tiny on the CPU, slim on a GPU")
+    parser.add_argument("--sizes", type=int, nargs="+", help="default: 64 on the CPU, 512 on a GPU")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--typing-repeats", type=int, default=3)
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
+    device = resolve_device(args.device)
+    model = args.model or ("slim" if device == "cuda" else "tiny")
+    sizes = args.sizes or ([512] if device == "cuda" else [64])
 
     work = Path(tempfile.mkdtemp(prefix="lcm-live-bench-"))
-    bench = start(work, args.model, ui=True)
-    results = {"machine": machine(), "model": args.model, "sizes": {}}
+    bench = start(work, model, ui=True, device=device)
+    results = {"machine": {**machine(), "device": device, "gpu": gpu_name() if device == "cuda" else None},
+               "model": model, "sizes": {}}
     try:
-        for size in args.sizes:
+        for size in sizes:
             out = work / f"out-{size}"
             out.mkdir()
-            report = run_live_mjs(bench, out, ["latency"], latency={"repeats": args.repeats, "size": size})
+            report = run_live_mjs(bench, out, ["latency", "clicks", "typingRuns"],
+                                  latency={"repeats": args.repeats, "size": size}, clicks={"size": size},
+                                  typing={"repeats": args.typing_repeats})
             results["sizes"][str(size)] = summarise(report["latency"]["rows"])
-        typing = run_live_mjs(bench, work, ["typing"])["typing"]
-        results["typing"] = {"keystrokes": typing["keystrokes"], "generations": typing["generations"],
-                             "final_prompt_matches": typing["last"].splitlines()[0].strip() == typing["promptBox"].strip()}
+            if size == sizes[0]:
+                runs = report["typingRuns"]["runs"]
+                results["typing"] = {"keystrokes": runs[0]["keystrokes"], "generations": runs[0]["generations"],
+                                     "runs": runs}
+                results["targets"] = typing_vs_clicks(results["sizes"][str(size)], runs,
+                                                      report["clicks"]["msPerImage"])
+        results["img2img_apart"] = img2img_apart(bench)
     finally:
         bench.server.stop()
     print_table(results)
@@ -105,7 +179,8 @@ def main():
 
 def print_table(results):
     m = results["machine"]
-    print(f"\nLive latency, {results['model']} model, WebUI {m['webui']}, {m['cpu']} ({m['cores']} cores), {m['date']}")
+    where = m["gpu"] or f"{m['cpu']} ({m['cores']} cores)"
+    print(f"\nLive latency, {results['model']} model, WebUI {m['webui']}, {m['device']}: {where}, {m['date']}")
     print(f"{'size':>5} {'edit':<5} {'mode':<11} {'latency':>8} {'prompts':>8} {'sampling':>9} {'decode':>7} "
           f"{'finish':>7} {'page':>6}   (median ms)")
     for size, edits in results["sizes"].items():
@@ -117,9 +192,37 @@ def print_table(results):
                 live, click = modes["live_taesd"], modes["click"]
                 print(f"{size:>5} {edit:<5} live_taesd / click = {live['latency'] / click['latency']:.2f}   "
                       f"live_taesd / its bare sampling+decode = {live['latency'] / live['bare']:.2f}")
-    t = results["typing"]
-    print(f"typing: {t['keystrokes']} keystrokes at 8/s -> {t['generations']} live images; "
-          f"last image = last prompt: {t['final_prompt_matches']}")
+    print_targets(results)
+
+
+def print_targets(results):
+    t = results["targets"]
+    size = next(iter(results["sizes"]))
+    print(f"\nTargets, {size}x{size}, measured side by side in this run (medians of {len(results['typing']['runs'])} "
+          "typing runs)")
+    print(f"{'':<44} {'Live':>10} {'click':>10} {'Live vs click':>14}   target")
+    for edit in ("seed", "word"):
+        ratio = t.get(f"{edit}_live_over_click")
+        if ratio is not None:
+            modes = results["sizes"][size][edit]
+            print(f"{'one edit (' + edit + ') -> image painted, ms':<44} {modes['live_taesd']['latency']:10.0f} "
+                  f"{modes['click']['latency']:10.0f} {ratio:13.2f}x   <= 1.00x")
+    print(f"{'typing 40 chars at 8/s (' + format(t['typing_ms'] / 1000, '.1f') + ' s): images':<44} "
+          f"{t['live_images']:10.1f} {t['clicks_possible']:10.1f} {t['images_ratio']:13.2f}x   >= 0.70x")
+    print(f"{'  of which started before the last key':<44} {t['started_while_typing']:10.1f}")
+    if "click_ms" in t:
+        print(f"{'last key -> final prompt image painted, ms':<44} {t['final_image_ms']:10.0f} {t['click_ms']:10.0f} "
+              f"{t['final_minus_click_ms']:+13.0f}ms  <= +300 ms   (runs: "
+              f"{', '.join(format(ms, '.0f') for ms in t['final_image_runs_ms'])})")
+    if t["gap_ms_median"] is not None:
+        print(f"{'a live result -> the next live request, ms':<44} {t['gap_ms_median']:10.1f} {'':>10} "
+              f"{'max ' + format(t['gap_ms_max'], '.1f'):>14}   <= 50 ms")
+    print(f"{'Live image, request -> painted (its timing), ms':<44} {t['live_duration_ms']:10.0f} "
+          f"{t['click_cycle_ms']:10.0f}   (click: back-to-back cycle; while typing, the server's part of a "
+          f"live image: {t['live_server_ms']:.0f} ms)")
+    apart = results["img2img_apart"]
+    print(f"{'img2img after different generations, /255':<44} "
+          + "  ".join(f"{name} {value}" for name, value in apart.items()) + "   identical (0)")
 
 
 if __name__ == "__main__":

@@ -1,37 +1,44 @@
-/* global gradioApp, lcmLoraPrompt, module, require */
+/* global lcmLoraPrompt, lcmLoraHost, module, require */
 // LCM-LoRA Live: while the panel's Live switch is on, every edit that changes the image (prompt, negative prompt,
 // seed, size, the panel's values; in img2img the input image and denoising strength) leads to one new image,
 // without clicking Generate.
 //
-// - Latest wins: while a generation runs, edits only mark the tab dirty; when it ends, one new generation starts
-//   if anything changed. Never more than one waits; the states in between are dropped.
-// - Adaptive wait (Krita AI Diffusion's Live rule, for typing): when the last image took at most `slowMs`, start
-//   at once; when it took longer and the edit was typed text (prompt, negative prompt), wait for a pause of
-//   `pauseMs` in the edits, but never more than `maxWaitMs` after the first edit still waiting. Other edits (a
-//   slider, the seed, an image) come one at a time: they start at once.
+// - Latest wins: while a live image runs, edits only mark the tab dirty; when its result arrives, one new image
+//   starts at once if anything changed. Never more than one waits; the states in between are dropped.
+// - Adaptive wait (Krita AI Diffusion's Live rule, for typing): when the last image took at most `slowMs` (from its
+//   request to its result painted), start at once; when it took longer and the edit was typed text (prompt,
+//   negative prompt), wait for a pause of `pauseMs` in the edits, but never more than `maxWaitMs` after the first
+//   edit still waiting. Other edits (a slider, the seed, an image) come one at a time: they start at once.
 // - One seed: Live draws a seed when it is switched on; a live request carries it, and the server uses it where
 //   the seed is -1 (random), so the image changes only because the user changed something.
 //
-// A live image is requested by clicking the tab's own Generate button with the panel's hidden `live` and
-// `live_seed` fields set (lib_lcm_webui/live_ui.py wires the events; lib_lcm_webui/live.py does the server's
-// part: not saved, batch size 1, no per-step previews, TAESD decode). The part below `react` is pure and tested
-// with node --test (tests/js/live_logic.test.mjs).
+// A live image is a request of this extension's own (lib_lcm_webui/live_ui.py): a click on the panel's hidden
+// button, whose gradio event is the tab's own generation; `submit` below fills its arguments (the host's submit
+// function, with the live args set), `ended` runs when its result arrives (the event's `.then`): no polling
+// timer, no minimum duration. The server's part (not saved, batch size 1, no per-step previews, TAESD decode):
+// lib_lcm_webui/live.py. What is known of the host's page: lcm_lora_host.js. The part above "the page" is pure
+// and tested with node --test (tests/js/live_logic.test.mjs); the page part too, with a stand-in host
+// (tests/js/live_page.test.mjs).
 
 var lcmLoraLive = (function() {
     "use strict";
 
-    // Krita starts at once below 1.5 s (a GPU's sub-second images). An image started on a word's first key makes the
-    // word's own image wait for it (up to one image later, seen in bench/live_latency.py at 64x64 on a CPU, where an
-    // image takes about 1.2 s in the page), while the pause costs 0.25 s: the pause applies from 0.5 s.
-    var RULES = Object.freeze({slowMs: 500, pauseMs: 250, maxWaitMs: 3000});
+    // Typed edits start an image at once while images take at most slowMs: typing then makes an image every image
+    // time, and the final prompt's image comes on average half an image after the last key, against a pause
+    // (pauseMs) plus one image when typed edits wait for a pause. Up to 1 s that costs the final image at most
+    // one pause more (D/2 - pauseMs <= 250 ms) and gives images while typing; above it, the pause wins.
+    // Measured with bench/live_latency.py (docs/live.md).
+    var RULES = Object.freeze({slowMs: 1000, pauseMs: 250, maxWaitMs: 3000});
+    // A live image still running after this shows the host's progress bar and Interrupt button (a CPU, a large
+    // size); faster ones show nothing but their result, and ask the server nothing while they run.
+    var SHOW_RUNNING_MS = 1000;
     var NO_CHANGE = Object.freeze({__type__: "update"});
     var SEED_RANGE = 4294967296;
     var TYPED = Object.freeze(["prompt", "negative"]);
 
     function newState() {
         return {on: false, running: false, dirty: false, typing: false, seed: -1, seen: {}, firstEditAt: null,
-            lastEditAt: null,
-            startedAt: null, lastDurationMs: null, generations: 0, completed: 0};
+            lastEditAt: null, startedAt: null, lastDurationMs: null, generations: 0, completed: 0};
     }
 
     // Milliseconds until a waiting edit may start a generation (0: now).
@@ -50,11 +57,12 @@ var lcmLoraLive = (function() {
     }
 
     // Pure: the Live state machine. `event` is one of
-    //   {type: "on", now, seed, values}   the switch went on (values: the watched controls now)
-    //   {type: "off"}                     the switch (or the panel) went off
-    //   {type: "edit", now, name, value}  a watched control changed (value already normalised)
-    //   {type: "tick", now}               a timer set from an earlier `startIn` fired
-    //   {type: "finished", now}           the host showed a result
+    //   {type: "on", now, seed, values}    the switch went on (values: the watched controls now)
+    //   {type: "off"}                      the switch (or the panel) went off
+    //   {type: "edit", now, name, value}   a watched control changed (value already normalised)
+    //   {type: "tick", now}                a timer set from an earlier `startIn` fired
+    //   {type: "finished", now}            the running image's result arrived
+    //   {type: "painted", now, startedAt}  the result of the image started at `startedAt` is on screen
     // Returns what to do: {start: bool, startIn: ms or null, interrupt: bool}. Mutates `state`.
     function react(state, event, rules) {
         rules = rules || RULES;
@@ -79,7 +87,9 @@ var lcmLoraLive = (function() {
             if (!state.running) return todo;
             state.running = false;
             state.completed += 1;
-            state.lastDurationMs = event.now - state.startedAt;
+            state.lastDurationMs = event.now - state.startedAt;  // until it is painted
+        } else if (event.type === "painted") {
+            state.lastDurationMs = event.now - event.startedAt;
         }
         if (!state.on || state.running || !state.dirty) return todo;
         var ms = wait(state, event.now, rules);
@@ -120,50 +130,25 @@ var lcmLoraLive = (function() {
 
     // -- the page ------------------------------------------------------------------------------------------
 
+    function host() {
+        return typeof lcmLoraHost !== "undefined" ? lcmLoraHost : require("./lcm_lora_host.js");
+    }
+
     var tabs = {};
 
     function tabOf(config) {
-        return tabs[config.tab] ||
-            (tabs[config.tab] = {state: newState(), timer: null, watchdog: null, seedSent: null,
-                config: config});
+        return tabs[config.tab] || (tabs[config.tab] = {state: newState(), timer: null, slow: null, request: null,
+            endedAt: null, gapsMs: [], config: config});
     }
 
-    function element(id) {
-        return gradioApp().getElementById(id);
-    }
-
-    // Set a panel field through its DOM input, as typing would: gradio reads it into the request.
-    function setField(id, value) {
-        var root = element(id);
-        var input = root && root.querySelector("input");
-        if (!input) return;
-        if (input.type === "checkbox") {
-            if (input.checked !== value) input.checked = value;
-            input.dispatchEvent(new Event("change", {bubbles: true}));
-        } else {
-            input.value = String(value);
-            input.dispatchEvent(new Event("input", {bubbles: true}));
-        }
-    }
-
-    function nextTask() {
-        return new Promise(function(resolve) {
-            setTimeout(resolve, 0);
-        });
-    }
-
-    function generating(t) {
-        var interrupt = element(t.config.host.interrupt);
-        return Boolean(interrupt && interrupt.style.display !== "none" && interrupt.offsetParent !== null);
-    }
-
+    // A waiting edit's timer is replaced only by a newer wait or a start: an event that changes nothing (an edit
+    // back to the same value, a painted result) leaves it, and a timer that fires late finds nothing to do.
     function apply(t, todo) {
-        clearTimeout(t.timer);
-        t.timer = null;
-        if (todo.interrupt) {
-            var interrupt = element(t.config.host.interrupt);
-            if (interrupt) interrupt.click();
+        if (todo.start || todo.startIn !== null) {
+            clearTimeout(t.timer);
+            t.timer = null;
         }
+        if (todo.interrupt) host().interrupt(t.config.tab);
         if (todo.startIn !== null) {
             t.timer = setTimeout(function() {
                 apply(t, react(t.state, {type: "tick", now: Date.now()}));
@@ -173,69 +158,71 @@ var lcmLoraLive = (function() {
     }
 
     function start(t) {
-        setField(t.config.ids.live, true);
-        if (t.seedSent !== t.state.seed) {  // the seed stays while Live is on: write it once
-            setField(t.config.ids.live_seed, t.state.seed);
-            t.seedSent = t.state.seed;
+        t.slow = setTimeout(function() {
+            host().showRunning(t.config.tab, t.request);
+        }, SHOW_RUNNING_MS);
+        if (!host().click(t.config.ids.live_run)) {
+            console.error("LCM-LoRA Live: the live request button is missing from the page");
+            ended(t.config);
         }
-        // Svelte writes the new values into gradio's state in a microtask: click after it.
-        nextTask().then(function() {
-            var button = element(t.config.host.generate);
-            if (button) button.click();
-            watch(t);
-        });
     }
 
-    // The end of a generation: the host hides its Interrupt button when the request is over.
-    function watch(t) {
-        clearInterval(t.watchdog);
-        var started = Date.now();
-        t.watchdog = setInterval(function() {
-            if (!t.state.running) {
-                clearInterval(t.watchdog);
-            } else if (Date.now() - started > 1000 && !generating(t)) {
-                finish(t);
-            }
-        }, 500);
+    // gradio `_js` of the live request (args: the tab's Generate inputs, then its outputs' values): the host's own
+    // submit function, with this request's live args.
+    function submit(config, args) {
+        var t = tabOf(config);
+        if (t.endedAt !== null) t.gapsMs.push(Date.now() - t.endedAt);  // from the last result to this request
+        var request;
+        try {
+            request = host().submitQuietly(config.tab, config.submit, args);
+        } catch (e) {  // the request still runs, as a live one: its end comes as for any other
+            console.error("LCM-LoRA Live:", e);
+            request = {args: Array.prototype.slice.call(args), progress: null};
+        }
+        request.args[config.args.live] = true;
+        request.args[config.args.live_seed] = t.state.seed;
+        t.request = request;
+        return request.args;
+    }
+
+    // gradio `_js` of the live request's `.then`: its result has arrived (or it failed).
+    function ended(config) {
+        var t = tabOf(config);
+        clearTimeout(t.slow);
+        host().endRunning(config.tab, t.request);
+        t.request = null;
+        var startedAt = t.state.startedAt;
+        var todo = react(t.state, {type: "finished", now: Date.now()});
+        t.endedAt = todo.start ? Date.now() : null;
+        apply(t, todo);
+        host().whenPainted(config.tab).then(function() {
+            apply(t, react(t.state, {type: "painted", now: Date.now(), startedAt: startedAt}));
+            if (fellBack(t)) host().click(t.config.ids.refresh);
+        });
     }
 
     // Fast decode on, yet the image was not decoded with TAESD: the server fell back to the full VAE and says why
     // in the status line, which the page then fetches (only then: a request per image would slow Live down).
     function fellBack(t) {
-        var fast = element(t.config.ids.fast_decode);
-        var info = element("html_info_" + t.config.tab);
-        var text = info ? info.innerText : "";
-        return Boolean(fast && fast.querySelector("input:checked")) && /Steps:/.test(text) &&
-            !/VAE Decoder: TAESD/.test(text);
+        return Boolean(t.state.seen.fast_decode) && host().decoder(t.config.tab) === "full";
     }
 
-    function finish(t) {
-        clearInterval(t.watchdog);
-        setField(t.config.ids.live, false);
-        if (fellBack(t)) {
-            var refresh = element(t.config.ids.refresh);
-            if (refresh) refresh.click();
-        }
-        apply(t, react(t.state, {type: "finished", now: Date.now()}));
-    }
-
-    // gradio `_js` entries (lib_lcm_webui/live_ui.py): args = the event's inputs, then its outputs' values.
+    // gradio `_js` entries of the switch and the edits (lib_lcm_webui/live_ui.py): args = the event's inputs, then
+    // its outputs' values.
     function switched(config, args) {
         var t = tabOf(config);
-        var on = Boolean(args[0]);
-        if (on) {
-            var values = {};
-            var weight = args[config.watched.indexOf("weight") + 1];
-            config.watched.forEach(function(name, i) {
-                values[name] = normalise(name, args[i + 1], config.stems, weight);
-            });
-            var seedBox = element(config.tab + "_seed");
-            var hostSeed = seedBox && seedBox.querySelector("input") ? seedBox.querySelector("input").value : -1;
-            apply(t, react(t.state, {type: "on", now: Date.now(), seed: drawSeed(hostSeed), values: values}));
-            return true;  // Live switches the panel on
+        if (!args[0]) {
+            apply(t, react(t.state, {type: "off"}));
+            return NO_CHANGE;
         }
-        apply(t, react(t.state, {type: "off"}));
-        return NO_CHANGE;
+        var values = {};
+        var weight = args[config.watched.indexOf("weight") + 1];
+        config.watched.forEach(function(name, i) {
+            values[name] = normalise(name, args[i + 1], config.stems, weight);
+        });
+        var hostSeed = config.watched.indexOf("seed") >= 0 ? args[config.watched.indexOf("seed") + 1] : -1;
+        apply(t, react(t.state, {type: "on", now: Date.now(), seed: drawSeed(hostSeed), values: values}));
+        return true;  // Live switches the panel on
     }
 
     function panelSwitched(config, args) {
@@ -249,17 +236,18 @@ var lcmLoraLive = (function() {
             value: normalise(name, args[0], config.stems, t.state.seen.weight)}));
     }
 
-    // For tests and the bench: what Live did on a tab so far.
+    // For tests and the bench: what Live did on a tab so far (gapsMs: from a result to the request it started).
     function stats(tab) {
         var t = tabs[tab];
         if (!t) return null;
         var s = t.state;
         return {on: s.on, running: s.running, dirty: s.dirty, seed: s.seed, generations: s.generations,
-            completed: s.completed, lastDurationMs: s.lastDurationMs};
+            completed: s.completed, lastDurationMs: s.lastDurationMs, gapsMs: t.gapsMs.slice()};
     }
 
     return Object.freeze({
         RULES: RULES,
+        SHOW_RUNNING_MS: SHOW_RUNNING_MS,
         newState: newState,
         react: react,
         wait: wait,
@@ -268,6 +256,8 @@ var lcmLoraLive = (function() {
         switched: switched,
         panelSwitched: panelSwitched,
         edited: edited,
+        submit: submit,
+        ended: ended,
         stats: stats,
     });
 })();

@@ -1,4 +1,4 @@
-/* global gradioApp, onUiLoaded, onOptionsChanged, opts, lcmLoraPrompt, module, require */
+/* global gradioApp, onUiLoaded, onOptionsChanged, lcmLoraPrompt, lcmLoraHost, module, require */
 // The LCM-LoRA panel's page logic: switching the panel on sets the tab's own Sampling method, Schedule type,
 // Sampling steps, CFG Scale, hires controls and the prompt's <lora:STEM:W> tag; switching it off gives the
 // user's values back (those the user changed meanwhile stay as they are).
@@ -6,8 +6,9 @@
 // lib_lcm_webui/panel.py wires gradio events with `_js` = lcmLoraPanel.handle(config, args): gradio passes the
 // current values of the panel and of the tab's controls, and applies the values returned (gradio updates),
 // without a request to the server. `config` (lib_lcm_webui.panel.page_config) carries every fact this script
-// needs: the sampler per mode (`samplers`), the LCM-LoRA file stems (`stems`) and what the host controls that
-// follow no panel value are set to (`fixed`). `react` below is the pure part (tested with node --test in
+// needs: the sampler per mode (`samplers`), every catalogue file's stem (`stems`) and what the host controls that
+// follow no panel value are set to (`fixed`). A family other than LCM-LoRA runs its file's recipe: the status line
+// names that sampler (`data-lcm-sampler`), which then wins over the mode's. `react` below is the pure part (tested with node --test in
 // tests/js/panel_logic.test.mjs).
 
 var lcmLoraPanel = (function() {
@@ -32,6 +33,12 @@ var lcmLoraPanel = (function() {
         return match[1] === "" ? null : match[1];
     }
 
+    // The sampler of the family's file the server put in the status line, or undefined (LCM-LoRA: by mode).
+    function samplerFromStatus(statusHtml) {
+        var match = /data-lcm-sampler="([^"]*)"/.exec(statusHtml || "");
+        return match && match[1] ? match[1] : undefined;
+    }
+
     function sameValue(a, b) {
         if (typeof a === "number" || typeof b === "number") {
             return a !== "" && b !== "" && a !== null && b !== null && Number(a) === Number(b);
@@ -43,7 +50,7 @@ var lcmLoraPanel = (function() {
         var targets = {};
         Object.keys(FOLLOWERS).concat(Object.keys(config.fixed)).forEach(function(name) {
             if (!(name in values)) return;
-            if (name === "sampler") targets[name] = config.samplers[values.mode];
+            if (name === "sampler") targets[name] = samplerFromStatus(values.status) || config.samplers[values.mode];
             else if (name in FOLLOWERS) targets[name] = values[FOLLOWERS[name]];
             else targets[name] = config.fixed[name];
         });
@@ -168,33 +175,33 @@ var lcmLoraPanel = (function() {
     // checkpoint changes (the options JSON the page keeps changes with it) and once the page is up.
     var lastCheckpoint;
 
+    function host() {
+        return typeof lcmLoraHost !== "undefined" ? lcmLoraHost : require("./lcm_lora_host.js");
+    }
+
     function refreshStatus() {
-        ["txt2img", "img2img"].forEach(function(tab) {
-            var button = gradioApp().getElementById("lcm_lora_" + tab + "_refresh");
-            if (button) button.click();
+        gradioApp().querySelectorAll(".lcm-lora-refresh").forEach(function(button) {
+            button.click();
         });
     }
 
     function onOptions(force) {
-        var checkpoint = typeof opts === "object" && opts ? opts.sd_model_checkpoint : undefined;
+        var checkpoint = host().checkpoint();
         if (force !== true && (checkpoint === undefined || checkpoint === lastCheckpoint)) return;
         lastCheckpoint = checkpoint;
         refreshStatus();
     }
 
-    // Forge 2 picks the checkpoint in its own top bar (the dropdown of class "model_selection"), whose change sets
-    // the server's option without updating the page's `opts`: its value is watched (once a second) instead. The
-    // refresh waits for the host's own change event to reach the server first.
-    var TOP_BAR_CHECKPOINT = ".model_selection input";
+    // A checkpoint picked in Forge 2's top bar does not change the page's options: its value is watched (once a
+    // second) instead. The refresh waits for the host's own change event to reach the server first.
     var TOP_BAR_SETTLE_MS = 1000;
     var lastTopBar;
 
     function watchTopBar() {
-        var app = gradioApp();
-        var input = typeof app.querySelector === "function" ? app.querySelector(TOP_BAR_CHECKPOINT) : null;
-        if (!input || !input.value || input.value === lastTopBar) return;
+        var checkpoint = host().topBarCheckpoint();
+        if (checkpoint === undefined || checkpoint === lastTopBar) return;
         var first = lastTopBar === undefined;
-        lastTopBar = input.value;
+        lastTopBar = checkpoint;
         if (!first) setTimeout(refreshStatus, TOP_BAR_SETTLE_MS);
     }
 
@@ -203,6 +210,7 @@ var lcmLoraPanel = (function() {
         react: react,
         newState: newState,
         stemFromStatus: stemFromStatus,
+        samplerFromStatus: samplerFromStatus,
         gammaVisibility: gammaVisibility,
         onOptions: onOptions,
         watchTopBar: watchTopBar,

@@ -1,4 +1,8 @@
-"""python -m lib_lcm download|status: LCM-LoRA weights for headless servers and container images.
+"""python -m lib_lcm download|status: the few-step LoRA weights for headless servers and container images.
+
+`download` fetches the LCM-LoRA files by default (`--variant all`), a family's files with `--family` (narrowed
+by `--steps` to the file each architecture uses at that step count, and by `--arch`). `status` lists the whole
+catalogue; its exit code covers the selection (by default the LCM-LoRA files, as always).
 
 Run from the extension folder (<webui>/extensions/sd-webui-lcm-lora) with the WebUI's python. The Lora folder
 is the one of a WebUI that is really there (lib_lcm.weights.webui_folders: its launch files, or --webui-dir), or
@@ -16,17 +20,27 @@ import sys
 import time
 from pathlib import Path
 
-from lib_lcm.weights.errors import WeightsDownloadDisabledError, WeightsError, filesystem_error
+from lib_lcm.architecture import ARCHITECTURES
+from lib_lcm.families import FAMILY_KEYS
+from lib_lcm.weights.catalogue import NoFileForArchitecture, architectures_of, family_entries, select_entry
+from lib_lcm.weights.errors import (
+    WeightsDownloadDisabledError,
+    WeightsError,
+    WeightsRegistryError,
+    filesystem_error,
+)
 from lib_lcm.weights.hub_errors import hub_unreachable
 from lib_lcm.weights.lora_files import weights_status
 from lib_lcm.weights.progress import progress_text
 from lib_lcm.weights.registry import DEFAULT_ENDPOINT, current_registry, parse_variants
 from lib_lcm.weights.webui_folders import WebuiDirs, WebuiFolderError, wanted_variants, webui_dirs
 
-DESCRIPTION = ("Download and verify the LCM-LoRA weights into the WebUI's Lora folder, or show their status. "
-               "Run it from <webui>/extensions/sd-webui-lcm-lora with the WebUI's python.")
-VARIANT_HELP = ("sd15, sdxl, ssd1b, all, none, auto (the variants the WebUI's checkpoints need, as install.py "
-                "picks them) or a comma list; repeatable")
+DESCRIPTION = ("Download and verify the few-step LoRA weights (LCM-LoRA, TCD, Hyper-SD, SDXL-Lightning, DMD2) into "
+               "the WebUI's Lora folder, or show their status. Run it from <webui>/extensions/sd-webui-lcm-lora with "
+               "the WebUI's python.")
+VARIANT_HELP = ("a variant id (see status), all (the LCM-LoRA files), catalogue (every file), none, auto (the "
+                "LCM-LoRA files the WebUI's checkpoints need, as install.py picks them), a family, or a comma list; "
+                "repeatable")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show which weights are installed and verified")
     for command in (download, status):
         command.add_argument("--variant", "-v", action="append", default=None, help=f"{VARIANT_HELP} (default: all)")
+        command.add_argument("--family", "-f", choices=FAMILY_KEYS, help="a family's files")
+        command.add_argument("--steps", type=int, help="with --family: the file each architecture uses at this step "
+                                                       "count (e.g. --family lightning --steps 4)")
+        command.add_argument("--arch", choices=ARCHITECTURES, help="with --family: only files for this architecture")
         command.add_argument("--lora-dir", help="the WebUI's Lora folder; it must exist (default: the Lora folder "
                                                 "of the WebUI this extension is in, from COMMANDLINE_ARGS)")
         command.add_argument("--webui-dir", help="the WebUI folder (holding launch.py), when this copy of the "
@@ -80,9 +98,34 @@ def _given_lora_dir(value: str, create: bool) -> Path:
     return path.resolve()
 
 
+def _family_variants(args, registry) -> list[str]:
+    """``--family`` (``--steps``, ``--arch``) as variant ids: every file of the family, or the one each architecture
+    uses at ``--steps`` (lib_lcm.weights.catalogue.select_entry, the panel's rule)."""
+    if args.family is None:
+        if args.steps is not None or args.arch is not None:
+            raise WeightsRegistryError("--steps and --arch choose among a family's files: add --family "
+                                       f"({', '.join(FAMILY_KEYS)})")
+        return []
+    if args.steps is not None and args.steps < 1:
+        raise WeightsRegistryError(f"--steps must be at least 1, got {args.steps}")
+    labels = [args.arch] if args.arch else architectures_of(registry, args.family)
+    try:
+        if args.steps is not None:
+            return list(dict.fromkeys(select_entry(registry, args.family, label, args.steps).variant
+                                      for label in labels))
+        if args.arch and args.arch not in architectures_of(registry, args.family):
+            select_entry(registry, args.family, args.arch, 1)  # raises, naming the architectures it has
+    except NoFileForArchitecture as exc:
+        raise WeightsRegistryError(str(exc)) from None
+    return [entry.variant for entry in family_entries(registry, args.family)
+            if not args.arch or args.arch in entry.architectures]
+
+
 def _folders(args, registry) -> tuple[Path, list[str]]:
     """The Lora folder and the variants to handle; the WebUI is looked for only where it is needed."""
-    choice = parse_variants(",".join(args.variant or ["all"]), registry)
+    family = _family_variants(args, registry)
+    words = args.variant or ([] if family else ["all"])
+    choice = parse_variants(",".join(words), registry) if words else []
     dirs = None
     if choice is None or args.webui_dir or not args.lora_dir:
         try:
@@ -95,7 +138,8 @@ def _folders(args, registry) -> tuple[Path, list[str]]:
     if dirs is not None:
         dirs = WebuiDirs(lora_dir or dirs.lora_dir, dirs.checkpoint_dirs)
         lora_dir = dirs.lora_dir
-    return lora_dir, (choice if choice is not None else wanted_variants("auto", registry, dirs))
+    variants = choice if choice is not None else wanted_variants("auto", registry, dirs)
+    return lora_dir, list(dict.fromkeys(variants + family))
 
 
 class _ProgressLines:
@@ -158,17 +202,20 @@ def _state(row: dict) -> str:
 
 
 def _status(args) -> int:
+    """Every catalogue file without a selection (the exit code then covers the LCM-LoRA files); else the selection."""
     registry = current_registry()
     lora_dir, wanted = _folders(args, registry)
-    rows = [row for row in weights_status(lora_dir, registry) if row["variant"] in wanted]
+    selected = bool(args.variant or args.family)
+    rows = [row for row in weights_status(lora_dir, registry) if not selected or row["variant"] in wanted]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         states = [_state(row) for row in rows]
         width = max(map(len, states), default=0)
+        name_width = max((len(row["variant"]) for row in rows), default=6)
         for row, state in zip(rows, states, strict=True):
-            print(f"{row['variant']:6} {state:{width}}  {row['path']}")
-    return 0 if all(row["verified"] for row in rows) else 1
+            print(f"{row['variant']:{name_width}} {state:{width}}  {row['path']}")
+    return 0 if all(row["verified"] for row in rows if row["variant"] in wanted) else 1
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,5 @@
 """The LCM-LoRA panel's parameters: one table for the panel, infotext, paste fields, the API, XYZ axes and the
-settings page's defaults; the sampler names each mode runs.
+settings page's defaults; the sampler names each mode and each recipe runs.
 
 The order of PARAMS is public API: `alwayson_scripts["LCM-LoRA"]["args"]` is positional in this order.
 API users may instead pass one dict as the first arg (`"args": [{"enabled": true, "steps": 6}]`), which is immune to
@@ -8,6 +8,8 @@ controls added later.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+
+from lib_lcm.families import DEFAULT_FAMILY, FAMILIES, FAMILIES_BY_KEY, FAMILY_DEFAULTS, FAMILY_KEYS
 
 MODES = ("LCM", "TCD")
 SCRIPT_TITLE = "LCM-LoRA"
@@ -18,7 +20,16 @@ ELEM_PREFIX = "lcm_lora"
 SAMPLER_LCM = "LCM-LoRA"
 SAMPLER_TCD = "LCM-LoRA TCD"
 SAMPLERS_BY_MODE = {"LCM": SAMPLER_LCM, "TCD": SAMPLER_TCD}
-SAMPLER_NAMES = tuple(SAMPLERS_BY_MODE.values())
+# The sampler of each reference recipe (lib_lcm.recipes.RECIPES): the LCM-LoRA family's runs by mode.
+SAMPLERS_BY_RECIPE = {
+    "lcm": SAMPLER_LCM,
+    "tcd": SAMPLER_TCD,
+    "tcd-eta1": SAMPLER_TCD,
+    "ddim-trailing": "LCM-LoRA DDIM trailing",
+    "euler-trailing": "LCM-LoRA Euler trailing",
+    "lcm-trailing": "LCM-LoRA LCM trailing",
+}
+SAMPLER_NAMES = tuple(dict.fromkeys(SAMPLERS_BY_RECIPE.values()))
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Param:
     setting: str | None = None  # the settings page's option holding this parameter's default
     setting_label: str = ""
     axis: str | None = None  # the X/Y/Z plot's axis label for this parameter
+    labels: tuple = ()  # what the panel shows for each of `choices` (accepted as input too)
 
 
 PARAMS = (
@@ -43,9 +55,9 @@ PARAMS = (
     Param("steps", "Steps", 4, int, infotext=None, minimum=1, maximum=16, step=1,
           info="2-8 is the useful range; 4 is the reference setting",
           setting="lcm_lora_steps", setting_label="Default LCM steps", axis="LCM-LoRA steps"),
-    # Up to 4: the LCM-LoRA model card's inpainting example (inpainting checkpoint, 4 steps, guidance 4); the guard
-    # rail still warns above 2, where text-to-image over-saturates.
-    Param("cfg_scale", "CFG", 1.0, float, infotext=None, minimum=1.0, maximum=4.0, step=0.1,
+    # Up to 8: Hyper-SD's CFG-preserving files run at 5-8 (their card); LCM-LoRA's own card goes to 4 (inpainting).
+    # The guard rail warns outside each family's range (LCM-LoRA: above 2, where text-to-image over-saturates).
+    Param("cfg_scale", "CFG", 1.0, float, infotext=None, minimum=1.0, maximum=8.0, step=0.1,
           info="1 = fastest, negative prompt ignored",
           setting="lcm_lora_cfg_scale", setting_label="Default LCM CFG (1 = fastest, negative prompt ignored)"),
     Param("weight", "LoRA weight", 1.0, float, infotext="LCM-LoRA weight", minimum=0.0, maximum=2.0, step=0.05,
@@ -64,6 +76,11 @@ PARAMS = (
           info="live images decode with the WebUI's TAESD decoder (faster, a little less detail)"),
     Param("live_seed", "Live seed", -1, int, minimum=-1, maximum=2**32 - 1, step=1,
           info="the seed a live image uses when the seed is -1 (random)"),
+    # The few-step family (appended: positional callers are unchanged). Its file and sampler follow from the
+    # loaded checkpoint and the step count (lib_lcm.weights.catalogue.select_entry); "mode" is LCM-LoRA's only.
+    Param("family", "Family", DEFAULT_FAMILY, str, infotext="LCM-LoRA family", choices=FAMILY_KEYS,
+          labels=tuple(family.label for family in FAMILIES), axis="LCM-LoRA family",
+          info="each family runs the sampler its model card runs; picking one sets its steps, CFG and weight"),
 )
 PARAM_KEYS = tuple(p.key for p in PARAMS)
 PARAMS_BY_KEY = {p.key: p for p in PARAMS}
@@ -91,6 +108,7 @@ class LcmSettings:
     live: bool = DEFAULTS["live"]
     fast_decode: bool = DEFAULTS["fast_decode"]
     live_seed: int = DEFAULTS["live_seed"]
+    family: str = DEFAULTS["family"]
     warnings: tuple = field(default=(), compare=False)
 
     def as_dict(self) -> dict:
@@ -98,7 +116,12 @@ class LcmSettings:
 
     @property
     def sampler_name(self) -> str:
+        """The LCM-LoRA family's sampler (by mode); the other families' follows from their file's recipe."""
         return SAMPLERS_BY_MODE[self.mode]
+
+    @property
+    def is_lcm(self) -> bool:
+        return self.family == DEFAULT_FAMILY
 
 
 
@@ -117,8 +140,8 @@ def _coerce(param: Param, value):
         raise SettingsError(f"LCM-LoRA: '{param.key}' must be true or false, got {value!r}")
     if param.kind is str:
         text = str(value).strip()
-        for choice in param.choices:
-            if text.lower() == choice.lower():
+        for choice, label in zip(param.choices, param.labels or param.choices, strict=True):
+            if text.lower() in (choice.lower(), label.lower()):
                 return choice
         raise SettingsError(f"LCM-LoRA: '{param.key}' must be one of {', '.join(param.choices)}, got {value!r}")
     if isinstance(value, bool) or value is None:
@@ -167,14 +190,30 @@ def parse_script_args(args, defaults: dict | None = None) -> LcmSettings:
                 f"({', '.join(PARAM_KEYS)}), or one dict"
             )
         given = dict(zip(PARAM_KEYS, args, strict=False))
+    family = _coerce(PARAMS_BY_KEY["family"], given.get("family", base["family"]))
+    if family != DEFAULT_FAMILY:
+        # What the caller left out comes from the family (its model card), not from LCM-LoRA's settings page.
+        base.update({key: getattr(FAMILIES_BY_KEY[family], key) for key in FAMILY_DEFAULTS})
     values = {p.key: _coerce(p, given.get(p.key, base[p.key])) for p in PARAMS}
     if values["live"]:
         values["enabled"] = True  # a live image is an LCM-LoRA image: Live switches the panel on
-
-    warnings = []
-    if values["enabled"]:
-        if values["cfg_scale"] > 2:
-            warnings.append(f"CFG {values['cfg_scale']:g} > 2 over-saturates LCM-LoRA images; use 1-2")
-        if values["steps"] > 8:
-            warnings.append(f"{values['steps']} steps > 8 adds time but little quality with LCM-LoRA; use 2-8")
+    warnings = _guard_rail_warnings(values) if values["enabled"] else ()
     return LcmSettings(**values, warnings=tuple(warnings))
+
+
+def _guard_rail_warnings(values: dict) -> list[str]:
+    """CFG (and for LCM-LoRA, steps) outside what the family's files were distilled for. The other families' step
+    counts are checked against the file the loaded checkpoint gets (lib_lcm.weights.catalogue.steps_warning)."""
+    cfg, steps = values["cfg_scale"], values["steps"]
+    if values["family"] == DEFAULT_FAMILY:
+        warnings = []
+        if cfg > 2:
+            warnings.append(f"CFG {cfg:g} > 2 over-saturates LCM-LoRA images; use 1-2")
+        if steps > 8:
+            warnings.append(f"{steps} steps > 8 adds time but little quality with LCM-LoRA; use 2-8")
+        return warnings
+    family = FAMILIES_BY_KEY[values["family"]]
+    low, high = family.cfg_range
+    if low <= cfg <= high:
+        return []
+    return [f"CFG {cfg:g} is outside the {low:g}-{high:g} {family.label} was distilled for; use {family.cfg_scale:g}"]

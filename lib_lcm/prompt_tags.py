@@ -108,6 +108,17 @@ def find_lcm_tags(prompt: str, stems) -> list[LcmTag]:
     return found
 
 
+def lora_names(prompt: str) -> list[str]:
+    """The name of every `<lora:NAME...>` / `<lyco:NAME...>` tag in `prompt`, as the host's parser reads it, in order."""
+    _check_prompt(prompt)
+    names = []
+    for match in RE_EXTRA_NETWORK.finditer(prompt):
+        positional, _ = _split_items(match.group(2)) if match.group(1) in LORA_NETWORKS else ([], {})
+        if positional and positional[0][1].strip(WHITESPACE):
+            names.append(positional[0][1].strip(WHITESPACE))
+    return names
+
+
 def has_lcm_alias(prompt: str) -> bool:
     """Whether the prompt uses the `<lora:lcm...>` alias."""
     return any(tag.stem is None for tag in find_lcm_tags(prompt, ()))

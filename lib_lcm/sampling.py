@@ -1,4 +1,4 @@
-"""LCM and TCD samplers with k-diffusion's sampler contract, step for step equal to diffusers' schedulers.
+"""LCM, TCD and DDIM samplers with k-diffusion's sampler contract, step for step equal to diffusers' schedulers.
 
 `model(x, sigma, **extra_args)` returns the denoised estimate of x_0 (k-diffusion convention); sigmas come from
 `lib_lcm.schedules.lcm_sigmas` / `tcd_sigmas` (descending, trailing 0). A k-diffusion sample `x` at noise level
@@ -10,11 +10,18 @@
 - TCD (`TCDScheduler.step`): the jump to `s = floor((1 - gamma) * t_next)` and re-noising to `t_next` are
   `x = x_0 + sigma_s * eps + sqrt(sigma_next^2 - sigma_s^2) * noise`. The last step ends, as diffusers does, on
   the sample at timestep 0, `x_s / sqrt(1 + sigma_s^2)`, not on the clean x_0.
+- DDIM, eta 0 (`DDIMScheduler.step`): `x_prev = sqrt(alpha_bar_prev) * x_0 + sqrt(1 - alpha_bar_prev) * eps` is
+  `x = x_0 + sigma_prev * eps`, which is also Euler's step on the probability-flow ODE (`EulerDiscreteScheduler.step`,
+  where the sample already is k-diffusion's x). diffusers' DDIM lands on `t - train_steps // steps`, which the next
+  step's timestep need not be (12 trailing steps: 916 -> 833, next UNet call at 832 on that same sample); the
+  sample is then re-expressed at the next sigma, `x * sqrt(1 + sigma_next^2) / sqrt(1 + sigma_prev^2)`. Landing on
+  `alpha_bar_0` (`set_alpha_to_one=False`) the last step ends, like TCD, on the timestep-0 sample.
 
-Initial latent: diffusers starts from `x_T = z` at t = 999 (`init_noise_sigma` = 1), k-diffusion from
+Initial latent: diffusers' LCM, TCD and DDIM start from `x_T = z` at t = 999 (`init_noise_sigma` = 1), k-diffusion from
 `x = z * sigma_max`, i.e. `x_T = z * sigma_max * sqrt(alpha_bar_T) = z * sqrt(1 - alpha_bar_T)` (0.9977 z for
 Stable Diffusion). Start from `x = z * sqrt(1 + sigma_max^2)` (= `z / sqrt(alpha_bar_T)`, the WebUI's "SGM noise
-multiplier") to reproduce diffusers exactly. For img2img, k-diffusion's `x_0 + sigma * noise` already is diffusers'
+multiplier") to reproduce diffusers exactly. `EulerDiscreteScheduler` with trailing spacing starts from
+`init_noise_sigma = sigma_max`, k-diffusion's own `x = z * sigma_max`. For img2img, k-diffusion's `x_0 + sigma * noise` already is diffusers'
 `add_noise(x_0, noise, t)`.
 """
 
@@ -162,6 +169,31 @@ def sample_tcd(
     return x
 
 
+@torch.no_grad()
+def sample_ddim(model, x, sigmas, extra_args=None, callback=None, disable=None, sigmas_prev=None):
+    """Deterministic DDIM (eta 0, arXiv 2010.02502 eq. 12); with every landing on the next sigma, Euler's method.
+
+    `sigmas_prev[i]` is the noise level step i lands on (`lib_lcm.schedules.ddim_prev_sigmas`); `None` lands on
+    `sigmas[i + 1]`, which with a final sigma of 0 is k-diffusion's `sample_euler` (SDXL-Lightning's recipe).
+    """
+    extra_args = {} if extra_args is None else extra_args
+    sigmas_prev = sigmas[1:] if sigmas_prev is None else sigmas_prev.to(sigmas)
+    if len(sigmas_prev) != len(sigmas) - 1:
+        raise ValueError(f"sample_ddim needs one landing sigma per step: got {len(sigmas_prev)} for {len(sigmas) - 1}.")
+    s_in = x.new_ones([x.shape[0]])
+    for i in trange(len(sigmas) - 1, disable=disable):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
+        # 1. x_0 + sigma_prev * eps, eps the noise the model's x_0 implies.
+        eps = (x - denoised) / sigmas[i]
+        x = denoised + sigmas_prev[i] * eps
+        if sigmas_prev[i] != sigmas[i + 1]:
+            # 2. The same diffusers sample x / sqrt(1 + sigma_prev^2), in the coordinates of the next sigma.
+            x = x * ((1 + sigmas[i + 1] ** 2) / (1 + sigmas_prev[i] ** 2)).sqrt()
+    return x
+
+
 def uncond_pass_is_redundant(conds_list, cond_scale: float) -> bool:
     """True when CFG cannot change the result: scale 1 and, per image, AND-weights summing to 1.
 
@@ -178,6 +210,7 @@ __all__ = [
     "append_dims",
     "boundary_condition_scalings",
     "default_noise_sampler",
+    "sample_ddim",
     "sample_lcm",
     "sample_tcd",
     "uncond_pass_is_redundant",

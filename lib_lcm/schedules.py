@@ -1,9 +1,11 @@
-"""LCM and TCD timestep schedules, and their k-diffusion sigmas.
+"""LCM, TCD and "trailing" timestep schedules, and their k-diffusion sigmas.
 
 The timesteps are exactly those of diffusers' `LCMScheduler.set_timesteps` and `TCDScheduler.set_timesteps`
 (diffusers >= 0.24): the distillation grid `t_n = n * k - 1` (`k = train_steps // original_steps`, the skipping
-step of LCM, arXiv 2310.04378) is reversed and `steps` evenly spaced indices are taken from it. Requests that
-diffusers rejects are rejected here too, with a `ValueError` that names the limit and the fix.
+step of LCM, arXiv 2310.04378) is reversed and `steps` evenly spaced indices are taken from it. The "trailing"
+timesteps are those of `DDIMScheduler` / `EulerDiscreteScheduler.set_timesteps` with `timestep_spacing="trailing"`
+(arXiv 2305.08891, Table 2), which Hyper-SD, SDXL-Lightning and DMD2 were distilled on. Requests that diffusers
+rejects are rejected here too, with a `ValueError` that names the limit and the fix.
 
 k-diffusion works in sigmas, `sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)`, where the sample is
 `x = x_0 + sigma * eps`; diffusers' (variance preserving) sample at the same noise level is
@@ -142,6 +144,78 @@ def tcd_timesteps(
     )
 
 
+def trailing_timesteps(steps: int, train_steps: int = 1000) -> list[int]:
+    """Timesteps of diffusers' `timestep_spacing="trailing"`: `round(train_steps - i * train_steps / steps) - 1`.
+
+    As `DDIMScheduler.set_timesteps` and `EulerDiscreteScheduler.set_timesteps` compute them, float round-off
+    included: 4 steps -> [999, 749, 499, 249], 12 steps -> [999, 916, 832, 749, ...]. The schedule always starts at
+    the last training timestep (pure noise), unlike the "leading" spacing of the WebUIs' DDIM.
+
+    Args:
+        steps (`int`): number of sampling steps.
+        train_steps (`int`, defaults to 1000): number of training timesteps.
+
+    Raises:
+        `ValueError`: for a malformed request, or a step count where diffusers' float spacing yields one timestep
+            more than asked (61 steps is the first): diffusers would run a different count there.
+    """
+    _check_integer("train_steps", train_steps, 1)
+    _check_integer("steps", steps, 1, train_steps, ": every step needs its own training timestep")
+    # 1. A float step, exactly as diffusers writes it: its round-off decides timesteps such as 832 (not 833).
+    timesteps = np.round(np.arange(train_steps, 0, -train_steps / steps)).astype(np.int64) - 1
+    if len(timesteps) != steps:
+        raise ValueError(
+            f"diffusers' trailing spacing gives {len(timesteps)} timesteps for {steps} steps; use {steps - 1} or"
+            f" {steps + 1} steps."
+        )
+    return [int(t) for t in timesteps]
+
+
+def ddim_prev_timesteps(timesteps: list[int], steps: int, train_steps: int = 1000) -> list[int]:
+    """The timestep each DDIM step lands on: `DDIMScheduler.step`'s `prev_timestep = t - train_steps // steps`.
+
+    `steps` is the whole schedule's length (diffusers' `num_inference_steps`), also when img2img runs only its tail.
+    The landing is not always the next step's timestep: at 12 trailing steps, 916 lands on 833 and the next step
+    evaluates the UNet at 832 on that sample. A negative landing (-1 past the first training timestep) is where
+    DDIM uses `final_alpha_cumprod`, see `ddim_prev_sigmas`.
+    """
+    _check_integer("steps", steps, 1, train_steps)
+    return [max(int(t) - train_steps // steps, -1) for t in timesteps]
+
+
+def ddim_prev_sigmas(
+    prev_timesteps: list[int], alphas_cumprod: torch.Tensor, set_alpha_to_one: bool = False
+) -> torch.Tensor:
+    """k-diffusion sigmas of DDIM's landings (`ddim_prev_timesteps`), on the device of `alphas_cumprod`.
+
+    A landing of -1 takes DDIM's `final_alpha_cumprod`: 1 (sigma 0, a clean sample) with `set_alpha_to_one=True`,
+    else `alpha_bar_0` (sigma ~0.0292 for Stable Diffusion), what Stable Diffusion's scheduler configs (and so the
+    Hyper-SD model card's `DDIMScheduler.from_config(...)`) set: the last step then ends on the timestep-0 sample.
+    """
+    sigmas = training_sigmas(alphas_cumprod)
+    final = sigmas.new_zeros([]) if set_alpha_to_one else sigmas[0]
+    return torch.stack([sigmas[t] if t >= 0 else final for t in prev_timesteps])
+
+
+def img2img_tail(timesteps: list[int], strength: float) -> list[int]:
+    """The timesteps diffusers' img2img pipelines run: `get_timesteps` keeps the last `min(int(n * strength), n)`.
+
+    This is the img2img rule of every scheduler without a `strength` argument of its own (DDIM, Euler, and
+    `LCMScheduler` given a custom timestep list): the tail of the schedule the LoRA was distilled on.
+
+    Raises:
+        `ValueError`: when the strength keeps no timestep at all, naming the smallest strength that keeps one.
+    """
+    _check_strength(strength)
+    keep = min(int(len(timesteps) * strength), len(timesteps))
+    if keep < 1:
+        raise ValueError(
+            f"denoising strength {strength:g} keeps none of the {len(timesteps)} steps; raise the denoising strength"
+            f" to at least {1 / len(timesteps):g}"
+        )
+    return list(timesteps[len(timesteps) - keep:])
+
+
 def training_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """`sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)` for every training timestep t (ascending), >= float32."""
     alphas_cumprod = alphas_cumprod.to(torch.promote_types(alphas_cumprod.dtype, torch.float32))
@@ -166,7 +240,8 @@ def sigma_to_timestep(sigma: torch.Tensor | float, alphas_cumprod: torch.Tensor)
     return (log_sigma[..., None] - sigmas.log()).abs().argmin(dim=-1)
 
 
-def _sigmas(timesteps: list[int], alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def timesteps_sigmas(timesteps: list[int], alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """k-diffusion sigmas of integer timesteps (the UNet's, in order), with the trailing 0 samplers end on."""
     sigmas = timestep_to_sigma(timesteps, alphas_cumprod)
     return torch.cat([sigmas, sigmas.new_zeros([1])])
 
@@ -175,7 +250,7 @@ def lcm_sigmas(
     alphas_cumprod: torch.Tensor, steps: int, strength: float = 1.0, original_steps: int = LCM_ORIGINAL_STEPS
 ) -> torch.Tensor:
     """k-diffusion sigmas of `lcm_timesteps` (descending, with a trailing 0), for the model's `alphas_cumprod`."""
-    return _sigmas(lcm_timesteps(steps, strength, original_steps, len(alphas_cumprod)), alphas_cumprod)
+    return timesteps_sigmas(lcm_timesteps(steps, strength, original_steps, len(alphas_cumprod)), alphas_cumprod)
 
 
 def tcd_sigmas(
@@ -185,7 +260,7 @@ def tcd_sigmas(
     original_inference_steps: int | None = None,
 ) -> torch.Tensor:
     """k-diffusion sigmas of `tcd_timesteps` (descending, with a trailing 0), for the model's `alphas_cumprod`."""
-    return _sigmas(
+    return timesteps_sigmas(
         tcd_timesteps(steps, strength, original_inference_steps, len(alphas_cumprod)), alphas_cumprod
     )
 
@@ -222,6 +297,9 @@ def img2img_plan(steps: int, strength: float, original_steps: int = LCM_ORIGINAL
 
 __all__ = [
     "LCM_ORIGINAL_STEPS",
+    "ddim_prev_sigmas",
+    "ddim_prev_timesteps",
+    "img2img_tail",
     "lcm_sigmas",
     "lcm_timesteps",
     "scaled_linear_alphas_cumprod",
@@ -230,6 +308,8 @@ __all__ = [
     "tcd_sigmas",
     "tcd_timesteps",
     "timestep_to_sigma",
+    "timesteps_sigmas",
+    "trailing_timesteps",
     "training_sigmas",
     "img2img_plan",
 ]

@@ -1,4 +1,7 @@
-"""The "LCM-LoRA" and "LCM-LoRA TCD" samplers, declared like the host's own (`modules/sd_samplers_lcm.py`).
+"""Our samplers, one per reference recipe (lib_lcm.recipes), declared like the host's own (`modules/sd_samplers_lcm.py`):
+"LCM-LoRA" (LCMScheduler), "LCM-LoRA TCD" (TCDScheduler), "LCM-LoRA DDIM trailing" (Hyper-SD), "LCM-LoRA Euler
+trailing" (SDXL-Lightning) and "LCM-LoRA LCM trailing" (DMD2's timestep list). Each takes its timesteps, sigmas, start
+latent and img2img rule from `lib_lcm.recipes.plan_sampling`.
 
 What the host's built-in "LCM" (1.8+) does differently:
 - its default schedule is not the reference one (4 steps: t 999/679/339/19 vs diffusers 999/759/499/259);
@@ -15,10 +18,10 @@ import k_diffusion.sampling
 import torch
 from modules import prompt_parser, sd_samplers, sd_samplers_common, sd_samplers_kdiffusion, shared
 
-from lib_lcm import sampling, schedules
-from lib_lcm.params import DEFAULTS, PARAMS_BY_KEY, SAMPLER_LCM, SAMPLER_NAMES, SAMPLER_TCD
+from lib_lcm import sampling
+from lib_lcm.params import DEFAULTS, PARAMS_BY_KEY, SAMPLER_NAMES, SAMPLERS_BY_RECIPE
+from lib_lcm.recipes import RECIPES, SamplingPlan, plan_sampling
 from lib_lcm.sampling import uncond_pass_is_redundant
-from lib_lcm.schedules import img2img_plan
 from lib_lcm_webui.compat import cfg_skip, forge, sampler_api
 from lib_lcm_webui.state import abort_generation, add_infotext_warning, generation_state, raise_pending_error
 
@@ -32,10 +35,12 @@ def alphas_cumprod_of(denoiser):
 
 
 def tcd_gamma(p) -> float:
-    """The panel's gamma when the panel is on for this generation, else the Settings page's default."""
+    """The panel's gamma when the panel is on for this generation (a file whose recipe fixes it, Hyper-SD's unified
+    LoRA: the recipe's), else the Settings page's default."""
     state = generation_state(p)
     if state.enabled:
-        return float(state.settings.gamma)
+        fixed = RECIPES[state.recipe].gamma if state.recipe == "tcd-eta1" else None
+        return float(state.settings.gamma if fixed is None else fixed)
     return float(getattr(shared.opts, PARAMS_BY_KEY["gamma"].setting, DEFAULTS["gamma"]))
 
 
@@ -71,24 +76,29 @@ class TcdCFGDenoiser(LcmCFGDenoiser):
 
 class LcmSampler(sd_samplers_kdiffusion.KDiffusionSampler):
     cfg_denoiser = LcmCFGDenoiser
-    make_sigmas = staticmethod(schedules.lcm_sigmas)
+    recipe = "lcm"
 
     def __init__(self, funcname, sd_model, options=None):
         super().__init__(funcname, sd_model, options)
         self.model_wrap_cfg = self.cfg_denoiser(self)
         self.model_wrap = self.model_wrap_cfg.inner_model
 
-    def get_sigmas(self, p, steps, strength=1.0):
-        return self.make_sigmas(alphas_cumprod_of(self.model_wrap), steps, strength=strength).float().cpu()
+    def plan(self, steps, strength=1.0) -> SamplingPlan:
+        """The recipe's timesteps and sigmas (float64 maths) for the loaded model's schedule."""
+        return plan_sampling(self.recipe, alphas_cumprod_of(self.model_wrap), steps, strength)
 
-    def sampler_kwargs(self, p, x):
+    def get_sigmas(self, p, steps, strength=1.0):
+        return self.plan(steps, strength).sigmas.float().cpu()
+
+    def sampler_kwargs(self, p, x, plan: SamplingPlan):
         # The host swaps k_diffusion.sampling.torch for its seeded RNG in initialize(); this noise
         # sampler calls through it, so seeds, subseeds and batches behave as with built-in samplers.
         return {"noise_sampler": k_diffusion.sampling.default_noise_sampler(x)}
 
-    def run(self, p, x, sigmas, conditioning, unconditional_conditioning, image_conditioning):
+    def run(self, p, x, plan, conditioning, unconditional_conditioning, image_conditioning):
+        sigmas = plan.sigmas.float().cpu()
         extra_kwargs = self.initialize(p)
-        extra_kwargs.update(self.sampler_kwargs(p, x))
+        extra_kwargs.update(self.sampler_kwargs(p, x, plan))
         self.last_latent = x
         self.sampler_extra_args = {
             "cond": conditioning,
@@ -116,44 +126,79 @@ class LcmSampler(sd_samplers_kdiffusion.KDiffusionSampler):
 
     def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
         raise_pending_error(p)
-        sigmas = self.get_sigmas(p, steps or p.steps)
-        # diffusers starts from x_T = z; in k-diffusion coordinates that is z * sqrt(1 + sigma_max^2)
-        # (the host's sigma_max * z would start 0.23% short of the reference).
-        x = x * torch.sqrt(1.0 + sigmas[0] ** 2.0)
-        return self.run(p, x, sigmas, conditioning, unconditional_conditioning, image_conditioning)
+        plan = self.plan(steps or p.steps)
+        sigma_max = plan.sigmas.float().cpu()[0]
+        if RECIPES[self.recipe].start_at_sigma_max:
+            x = x * sigma_max  # trailing Euler's own start (init_noise_sigma = sigma_max)
+        else:
+            # diffusers starts from x_T = z; in k-diffusion coordinates that is z * sqrt(1 + sigma_max^2)
+            # (the host's sigma_max * z would start 0.23% short of the reference).
+            x = x * torch.sqrt(1.0 + sigma_max ** 2.0)
+        return self.run(p, x, plan, conditioning, unconditional_conditioning, image_conditioning)
 
     def sample_img2img(self, p, x, noise, conditioning, unconditional_conditioning, steps=None,
                        image_conditioning=None):
         raise_pending_error(p)
         try:
-            steps, strength, warning = img2img_plan(steps or p.steps, float(p.denoising_strength))
+            plan = self.plan(steps or p.steps, float(p.denoising_strength))
         except ValueError as e:
             abort_generation(str(e))
-        if warning:
-            add_infotext_warning(p, warning)
-            print(f"LCM-LoRA: {warning}")
-        sigmas = self.get_sigmas(p, steps, strength=strength)
-        xi = sampler_api.noised_latent(shared.sd_model, x, noise, sigmas[0])
+        if plan.warning:
+            add_infotext_warning(p, plan.warning)
+            print(f"LCM-LoRA: {plan.warning}")
+        xi = sampler_api.noised_latent(shared.sd_model, x, noise, plan.sigmas.float().cpu()[0])
         xi = sampler_api.with_img2img_extra_noise(p, x, xi, noise)
         self.model_wrap_cfg.init_latent = x
-        return self.run(p, xi, sigmas, conditioning, unconditional_conditioning, image_conditioning)
+        return self.run(p, xi, plan, conditioning, unconditional_conditioning, image_conditioning)
 
 
 class TcdSampler(LcmSampler):
     cfg_denoiser = TcdCFGDenoiser
-    make_sigmas = staticmethod(schedules.tcd_sigmas)
+    recipe = "tcd"
 
-    def sampler_kwargs(self, p, x):
+    def sampler_kwargs(self, p, x, plan):
         gamma = tcd_gamma(p)
         p.extra_generation_params[PARAMS_BY_KEY["gamma"].infotext] = gamma
-        return {**super().sampler_kwargs(p, x), "gamma": gamma, "alphas_cumprod": alphas_cumprod_of(self.model_wrap)}
+        return {**super().sampler_kwargs(p, x, plan), "gamma": gamma,
+                "alphas_cumprod": alphas_cumprod_of(self.model_wrap)}
+
+
+class DdimTrailingSampler(LcmSampler):
+    """Hyper-SD's recipe: deterministic DDIM on trailing timesteps, landing on DDIM's own `t - 1000 // n`."""
+
+    cfg_denoiser = TcdCFGDenoiser
+    recipe = "ddim-trailing"
+
+    def sampler_kwargs(self, p, x, plan):
+        return {"sigmas_prev": plan.sigmas_prev.float().cpu()}
+
+
+class EulerTrailingSampler(DdimTrailingSampler):
+    """SDXL-Lightning's recipe: Euler on trailing timesteps from `sigma_max * z`."""
+
+    recipe = "euler-trailing"
+
+    def sampler_kwargs(self, p, x, plan):
+        return {}
+
+
+class LcmTrailingSampler(LcmSampler):
+    """DMD2's recipe: LCM's sampler with its boundary condition on the trailing list [999, 749, 499, 249]."""
+
+    recipe = "lcm-trailing"
+
+
+def _sampler_data(cls, func, aliases):
+    name = SAMPLERS_BY_RECIPE[cls.recipe]
+    return sd_samplers_common.SamplerData(name, lambda model: cls(func, model), aliases, {})
 
 
 SAMPLERS = [
-    sd_samplers_common.SamplerData(
-        SAMPLER_LCM, lambda model: LcmSampler(sampling.sample_lcm, model), ["lcm_lora", "k_lcm_lora"], {}),
-    sd_samplers_common.SamplerData(
-        SAMPLER_TCD, lambda model: TcdSampler(sampling.sample_tcd, model), ["tcd_lora", "k_tcd_lora"], {}),
+    _sampler_data(LcmSampler, sampling.sample_lcm, ["lcm_lora", "k_lcm_lora"]),
+    _sampler_data(TcdSampler, sampling.sample_tcd, ["tcd_lora", "k_tcd_lora"]),
+    _sampler_data(DdimTrailingSampler, sampling.sample_ddim, ["ddim_trailing_lora"]),
+    _sampler_data(EulerTrailingSampler, sampling.sample_ddim, ["euler_trailing_lora"]),
+    _sampler_data(LcmTrailingSampler, sampling.sample_lcm, ["lcm_trailing_lora"]),
 ]
 
 

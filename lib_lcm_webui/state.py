@@ -23,11 +23,13 @@ ATTRIBUTE = "lcm_lora"
 @dataclass(frozen=True)
 class LcmGeneration:
     """`overrides`: X/Y/Z axis values merged over the panel's; `settings`: what the panel/API asked for this
-    generation (None until before_process); `error`: why it must not run."""
+    generation (None until before_process); `error`: why it must not run; `recipe`: the recipe of the file the
+    family uses on the loaded checkpoint (set in process; None for LCM-LoRA, whose mode picks the sampler)."""
 
     overrides: dict = field(default_factory=dict)
     settings: LcmSettings | None = None
     error: str | None = None
+    recipe: str | None = None
 
     @property
     def enabled(self) -> bool:

@@ -1,5 +1,5 @@
-"""The panel's status line (the loaded checkpoint, its LCM-LoRA file, whether that file is there) and the
-Download button behind it."""
+"""The panel's status line (the loaded checkpoint, the file the chosen family uses on it, its recipe, whether that
+file is there) and the Download button behind it."""
 from __future__ import annotations
 
 import html
@@ -9,7 +9,10 @@ from dataclasses import dataclass, replace
 import gradio as gr
 from modules import sd_models, shared
 
-from lib_lcm.weights import download, registry
+from lib_lcm.families import DEFAULT_FAMILY, family_key
+from lib_lcm.params import SAMPLERS_BY_RECIPE
+from lib_lcm.recipes import RECIPES
+from lib_lcm.weights import catalogue, download, registry
 from lib_lcm.weights.errors import WeightsError
 from lib_lcm.weights.lora_files import weights_status
 from lib_lcm.weights.progress import progress_text
@@ -38,6 +41,7 @@ class PanelStatus:
     progress: str | None = None
     checked: bool = True
     note: str | None = None  # said after the usual text (Live's fast-decode fallback)
+    recipe: str | None = None  # a family other than LCM-LoRA: its file's recipe (the page sets its sampler)
 
     @property
     def needs_download(self) -> bool:
@@ -47,22 +51,35 @@ class PanelStatus:
 PLACEHOLDER = PanelStatus(problem="Checking the loaded checkpoint...", checked=False)
 
 
-def panel_status(sd_model, lora_dir, entries=None) -> PanelStatus:
-    """Status for `sd_model` (None: nothing loaded) with the files under `lora_dir`."""
+def panel_status(sd_model, lora_dir, entries=None, family: str = DEFAULT_FAMILY, steps: int = 4) -> PanelStatus:
+    """Status for `sd_model` (None: nothing loaded) with the files under `lora_dir`, for `family` at `steps`."""
     if sd_model is None:
         return PanelStatus(problem="No checkpoint is loaded yet.")
     found = detect_loaded_checkpoint(sd_model)
-    if found.stem is None:
-        return PanelStatus(found.checkpoint, found.architecture)
-    known = PanelStatus(found.checkpoint, found.architecture, found.variant, found.stem)
     try:
-        rows = weights_status(lora_dir, entries if entries is not None else registry.current_registry())
+        entries = entries if entries is not None else registry.current_registry()
+        known = _family_file(found, entries, family, steps)
+        if known.stem is None:
+            return known
+        rows = weights_status(lora_dir, entries)
     except WeightsError as e:
-        return replace(known, problem=str(e))
-    row = next((row for row in rows if row["variant"] == found.variant), None)
+        return PanelStatus(found.checkpoint, found.architecture, found.variant, found.stem, problem=str(e))
+    row = next((row for row in rows if row["variant"] == known.variant), None)
     if row is None:
-        return replace(known, problem=f"The weights registry has no entry for {found.variant}.")
+        return replace(known, problem=f"The weights registry has no entry for {known.variant}.")
     return replace(known, installed=bool(row["installed"]), verified=bool(row["verified"]))
+
+
+def _family_file(found, entries, family: str, steps: int) -> PanelStatus:
+    """The file `family` uses on the checkpoint `found` at `steps` (LCM-LoRA: the checkpoint's own variant)."""
+    if family == DEFAULT_FAMILY:
+        return PanelStatus(found.checkpoint, found.architecture, found.variant, found.stem)
+    try:
+        entry = catalogue.select_entry(entries, family, found.architecture, steps)
+    except catalogue.NoFileForArchitecture as e:
+        return PanelStatus(found.checkpoint, found.architecture, problem=f"{e}.")
+    return PanelStatus(found.checkpoint, found.architecture, entry.variant, entry.stem, recipe=entry.recipe,
+                       note=catalogue.steps_warning(entry, steps))
 
 
 def _describe(status: PanelStatus, stem: str) -> str:
@@ -74,6 +91,8 @@ def _describe(status: PanelStatus, stem: str) -> str:
     if not stem:
         return ""
     uses = f"uses <code>{html.escape(stem)}</code>:"
+    if status.recipe:
+        uses = f"uses <code>{html.escape(stem)}</code> ({html.escape(RECIPES[status.recipe].scheduler)}):"
     if status.installed:
         return f"{uses} {'installed, verified' if status.verified else 'installed'}."
     if status.progress:
@@ -88,6 +107,8 @@ def status_html(status: PanelStatus) -> str:
     attrs = 'class="lcm-lora-status"'
     if status.checked:
         attrs += f' data-lcm-stem="{html.escape(stem)}" data-lcm-installed="{str(status.installed).lower()}"'
+        if status.recipe:  # the family's sampler, which the page sets instead of the mode's
+            attrs += f' data-lcm-sampler="{html.escape(SAMPLERS_BY_RECIPE[status.recipe])}"'
     parts = []
     if status.checkpoint:
         family = ARCHITECTURE_NAMES.get(status.architecture or "", status.architecture or "")
@@ -102,15 +123,27 @@ def status_html(status: PanelStatus) -> str:
     return f"<div {attrs}>{' '.join(parts)}</div>"
 
 
-def current_status(problem: str | None = None) -> PanelStatus:
+def current_status(problem: str | None = None, family: str = DEFAULT_FAMILY, steps: int = 4) -> PanelStatus:
     """Status for the WebUI's loaded checkpoint (waits while the host is still loading it); `problem`
     replaces the usual text."""
     try:
         sd_model = forge.describable_model(shared.sd_model, sd_models)
     except Exception as e:  # the host failed to load any checkpoint
         return PanelStatus(problem=f"No checkpoint is loaded ({e}).")
-    status = replace(panel_status(sd_model, shared.cmd_opts.lora_dir), note=live.fast_decode_note())
+    status = panel_status(sd_model, shared.cmd_opts.lora_dir, family=family, steps=steps)
+    notes = [note for note in (status.note, live.fast_decode_note()) if note]
+    status = replace(status, note="; ".join(notes) or None)
     return replace(status, problem=problem) if problem else status
+
+
+def panel_family(family=None, steps=None) -> tuple[str, int]:
+    """The panel's Family (a label or a key) and Steps as (key, steps), LCM-LoRA's where not given."""
+    key = family_key(family) if family is not None else None
+    try:
+        steps = int(steps)
+    except (TypeError, ValueError):
+        steps = 4
+    return key or DEFAULT_FAMILY, steps
 
 
 def status_outputs(status: PanelStatus):
@@ -118,16 +151,17 @@ def status_outputs(status: PanelStatus):
     return status_html(status), gr.update(visible=status.needs_download and not status.progress)
 
 
-def refresh_status():
-    return status_outputs(current_status())
+def refresh_status(family=None, steps=None):
+    return status_outputs(current_status(None, *panel_family(family, steps)))
 
 
-def on_download_click():
+def on_download_click(family=None, steps=None):
     """Generator for the Download button: the status line shows the progress, then the result.
 
     A click is the user's consent, so this downloads whatever the settings' download policy says.
     """
-    status = current_status()
+    chosen = panel_family(family, steps)
+    status = current_status(None, *chosen)
     if not status.needs_download:
         yield status_outputs(status)
         return
@@ -151,4 +185,4 @@ def on_download_click():
     while worker.is_alive():
         yield status_outputs(replace(status, progress=seen["text"]))
         worker.join(timeout=0.5)
-    yield status_outputs(current_status(problem=outcome.get("error")))
+    yield status_outputs(current_status(outcome.get("error"), *chosen))

@@ -1,4 +1,4 @@
-"""X/Y/Z plot axes for LCM-LoRA (weight, steps, sampler mode, TCD gamma).
+"""X/Y/Z plot axes for LCM-LoRA (weight, steps, sampler mode, TCD gamma, family).
 
 An axis value lands in the generation state's `overrides`; the script merges it over the panel's values and
 an axis implies LCM-LoRA on (plotting an LCM axis with LCM off would plot nothing).
@@ -11,7 +11,7 @@ from lib_lcm.params import PARAMS_BY_KEY
 from lib_lcm_webui.state import generation_state, update_generation_state
 
 # In the order the plot's axis list has always shown them (its indices are public through the API).
-AXES = tuple((key, PARAMS_BY_KEY[key].axis) for key in ("weight", "steps", "mode", "gamma"))
+AXES = tuple((key, PARAMS_BY_KEY[key].axis) for key in ("weight", "steps", "mode", "gamma", "family"))
 AXIS_LABELS = tuple(label for _, label in AXES)
 
 
@@ -32,7 +32,7 @@ def _xyz_script_data():
 def _axis_option(xyz, key, label):
     param = PARAMS_BY_KEY[key]
     if param.choices:
-        return xyz.AxisOption(label, str, _setter(key), choices=lambda c=param.choices: list(c))
+        return xyz.AxisOption(label, str, _setter(key), choices=lambda c=param.labels or param.choices: list(c))
     return xyz.AxisOption(label, param.kind, _setter(key))
 
 

@@ -16,9 +16,11 @@ The real host is exercised by tests/e2e.
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 import types
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -323,6 +325,8 @@ def fake_webui(sd_model=None, opts=None, input_accordion=True, taesd_loader=None
     ui_components = parts["ui_components"] = types.ModuleType("modules.ui_components")
     if input_accordion:
         ui_components.InputAccordion = type("InputAccordion", (gr.Checkbox,), {})
+    hashes = parts["hashes"] = types.ModuleType("modules.hashes")  # the host's hash cache: hashed on each call here
+    hashes.sha256 = lambda filename, title, use_addnet_hash=False: hashlib.sha256(Path(filename).read_bytes()).hexdigest()
     scripts = parts["scripts"] = types.ModuleType("modules.scripts")
     scripts.scripts_data = []
     paths_internal = parts["paths_internal"] = types.ModuleType("modules.paths_internal")

@@ -181,4 +181,4 @@ def test_help_is_plain_text():
         done = subprocess.run([sys.executable, "-m", "lib_lcm", *args, "--help"], cwd=ROOT, capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 0 and "``" not in done.stdout, done.stdout
-    assert "auto (the variants the WebUI's checkpoints need" in " ".join(done.stdout.split())
+    assert "auto (the LCM-LoRA files the WebUI's checkpoints need" in " ".join(done.stdout.split())

@@ -43,7 +43,7 @@ def test_download_then_status(site):
 
 
 @pytest.mark.parametrize("setup, args, env, code, words", [
-    ("none", ["-v", "sd3"], {}, 2, "unknown LCM-LoRA variant"),
+    ("none", ["-v", "sd3"], {}, 2, "unknown variant sd3"),
     ("none", [], {"HF_HUB_OFFLINE": "1"}, 3, "HF_HUB_OFFLINE"),
     ("404", [], {}, 4, "not found"),
     ("corrupt", [], {}, 5, "failed verification"),

@@ -201,29 +201,55 @@ def test_an_ordinary_request_is_not_live(tmp_path):
 # -- the page wiring ---------------------------------------------------------------------------------------
 
 
-def wired(tab):
+def host_generate_event(host, tab, inputs, layout="gradio3"):
+    """The tab's Generate button and its click event as the host registers it (ui.py: `_js="submit"`, the tab's
+    inputs with every script's, the gallery, infotexts and log as outputs), in one gradio's layout."""
+    generate = host.gr.Button(elem_id=f"{tab}_generate")
+    generate._id = 101
+    outputs = [host.gr.HTML(elem_id=elem) for elem in (f"{tab}_gallery", f"generation_info_{tab}",
+                                                       f"html_info_{tab}", f"html_log_{tab}")]
+    function = types.SimpleNamespace(fn=lambda *args: None, inputs=inputs, outputs=outputs, js="submit",
+                                     targets=[(generate._id, "click")])
+    # Another button's click; on the Forges, their built-in extensions' own clicks on Generate (before the host's).
+    other = types.SimpleNamespace(fn=None, inputs=[], outputs=[], js=None, targets=[(7, "click")])
+    forge_extra = types.SimpleNamespace(fn=lambda: None, inputs=[], outputs=[], js=None,
+                                        targets=[(generate._id, "click")])
+    page_only = types.SimpleNamespace(fn=None, inputs=[], outputs=[], js="(x) => x", targets=[(generate._id, "click")])
+    functions = [other, forge_extra, page_only, function]
+    root = host.ui.root
+    if layout == "gradio4":  # a dict of functions naming their targets
+        root.fns = dict(enumerate(functions))
+    else:  # parallel lists
+        root.fns = functions
+        root.dependencies = [{"targets": [target for target, _ in f.targets], "trigger": "click", "js": f.js}
+                             for f in functions]
+    return function
+
+
+def wired(tab, layout="gradio3", with_event=True):
     from tests.test_panel import FakeScript, glue
 
     with fake_webui() as host:
         from lib_lcm_webui import live_ui, panel, settings, status
+        from lib_lcm_webui.compat import host_page
 
         glue.modules = (panel, status, settings)
         script = FakeScript()
         inputs = panel.build_panel(script, is_img2img=tab == "img2img")
-        host_ids = [pattern.format(tab=tab) for _, pattern in (*panel.HOST_CONTROLS, *live_ui.LIVE_HOST_EDITS)]
-        host_ids += [f"{tab}_neg_prompt", f"{tab}_seed", f"{tab}_width", f"{tab}_height", f"html_log_{tab}", f"generation_info_{tab}"]
-        made = {elem: host.gr.Textbox(elem_id=elem) for elem in dict.fromkeys(host_ids)}
-        # gradio 3.41's Gallery has no change event (the page's result is the info and the log, not the gallery).
-        no_change = property(lambda self: (_ for _ in ()).throw(AttributeError("change")))
-        made[f"{tab}_gallery"] = type("Gallery", (host.gr.HTML,), {"change": no_change})(elem_id=f"{tab}_gallery")
+        made = {control.elem.format(tab=tab): host.gr.Textbox(elem_id=control.elem.format(tab=tab))
+                for control in host_page.HOST_CONTROLS}
         script.component_created(f"generation_info_{tab}")
+        prompt = made[f"{tab}_prompt"]
+        event = host_generate_event(host, tab, [prompt, *inputs], layout) if with_event else None
+        script.component_created(f"{tab}_save_preview")
         created = {block.elem_id: block for block in host.ui.created}
-    return inputs, created, made
+        out = types.SimpleNamespace(inputs=inputs, created=created, host=made, event=event, live_ui=live_ui)
+    return out
 
 
 def live_events(component, function):
-    return [kw for name, kw in component.events if name == "change" and f"lcmLoraLive.{function}(" in
-            (kw.get("_js") or "")]
+    return [kw for name, kw in component.events if name in ("change", "click", "then") and
+            f"lcmLoraLive.{function}(" in (kw.get("_js") or "")]
 
 
 def config_of(js):
@@ -232,22 +258,47 @@ def config_of(js):
     return config
 
 
+@pytest.mark.parametrize("layout", ["gradio3", "gradio4"])
+@pytest.mark.parametrize("tab", ["txt2img", "img2img"])
+def test_a_live_image_is_the_tabs_own_generation_on_the_panels_hidden_button_then_back_to_the_page(tab, layout):
+    w = wired(tab, layout)
+    run = w.created[f"lcm_lora_{tab}_live_run"]
+    assert run.kwargs["visible"] is False
+    (request,) = live_events(run, "submit")
+    assert request["fn"] is w.event.fn, "the host's own generation function"
+    assert request["inputs"] == w.event.inputs and request["outputs"] == w.event.outputs
+    assert request["show_progress"] is False and request["api_name"] is False
+    assert request["queue"] is False, "one request, not the queue's handshake"
+    (back,) = live_events(run, "ended")
+    assert back["fn"] is None and back["inputs"] == [] and back["outputs"] == [], "the end costs the server nothing"
+    config = config_of(request["_js"])
+    assert config["submit"] == "submit", "the host's page function runs the request, as for a click"
+    live, live_seed = w.created[f"lcm_lora_{tab}_live"], w.created[f"lcm_lora_{tab}_live_seed"]
+    assert w.event.inputs[config["args"]["live"]] is live and w.event.inputs[config["args"]["live_seed"]] is live_seed
+    assert live.kwargs["visible"] is False and live_seed.kwargs["visible"] is False, "set by the page, per request"
+    assert config["ids"] == {"live_run": f"lcm_lora_{tab}_live_run", "refresh": f"lcm_lora_{tab}_refresh"}
+    assert config_of(back["_js"]) == config
+
+
 @pytest.mark.parametrize("tab", ["txt2img", "img2img"])
 def test_live_runs_in_the_page_and_watches_the_edits_that_change_the_image(tab):
-    _, created, host = wired(tab)
-    switch = created[f"lcm_lora_{tab}_live_switch"]
+    w = wired(tab)
+    switch = w.created[f"lcm_lora_{tab}_live_switch"]
     (event,) = live_events(switch, "switched")
     assert event["fn"] is None, "Live's events cost the server nothing"
-    assert event["outputs"] == [created[f"lcm_lora_{tab}_enabled"]], "Live switches the panel on"
-    config = config_of(event["_js"])
-    assert config["ids"]["live"] == f"lcm_lora_{tab}_live" and config["host"]["generate"] == f"{tab}_generate"
-    watched = set(config["watched"])
-    assert {"steps", "cfg_scale", "weight", "mode", "gamma", "fast_decode", "prompt", "negative", "seed", "width",
-            "height"} <= watched
+    assert event["outputs"] == [w.created[f"lcm_lora_{tab}_enabled"]], "Live switches the panel on"
+    watched = set(config_of(event["_js"])["watched"])
+    assert {"family", "steps", "cfg_scale", "weight", "mode", "gamma", "fast_decode", "prompt", "negative", "seed",
+            "width", "height"} <= watched
     img2img_only = {"denoising", "image", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "inpaint_mask"}
     assert (img2img_only <= watched) == (tab == "img2img") and (not img2img_only & watched) == (tab == "txt2img")
-    assert len(live_events(host[f"{tab}_prompt"], "edited")) == 1
-    for result in (f"{tab}_gallery", f"generation_info_{tab}", f"html_log_{tab}"):
-        assert live_events(host[result], "finished") == [], "the page sees the end itself"
-    (back,) = live_events(created[f"lcm_lora_{tab}_enabled"], "panelSwitched")
+    assert len(live_events(w.host[f"{tab}_prompt"], "edited")) == 1
+    (back,) = live_events(w.created[f"lcm_lora_{tab}_enabled"], "panelSwitched")
     assert back["outputs"] == [switch], "switching the panel off switches Live off"
+
+
+def test_without_the_hosts_generate_event_live_is_not_offered_and_the_console_says_why(capsys):
+    w = wired("txt2img", with_event=False)
+    switch = w.created["lcm_lora_txt2img_live_switch"]
+    assert switch.visible is False and live_events(switch, "switched") == []
+    assert "Live is off in txt2img: the tab's Generate event" in capsys.readouterr().out

@@ -110,25 +110,26 @@ def test_controls_follow_the_parameter_table():
     by_key = dict(zip([p.key for p in PARAMS], inputs, strict=True))
     for param in PARAMS[1:]:
         component = by_key[param.key]
-        assert component.value == param.default
+        labels = dict(zip(param.choices, param.labels or param.choices, strict=True))
+        assert component.value == labels.get(param.default, param.default)
         assert component.kwargs["label"] == param.label
         if param.key in ("live", "live_seed"):
-            # Set by the page per live request: rendered (the page writes it) but never shown.
-            assert component.kwargs["elem_classes"] == ["lcm-lora-hidden"] and "visible" not in component.kwargs
+            # Set by the page in the live request's arguments: never shown.
+            assert component.kwargs["visible"] is False
         if param.kind is bool:
             assert type(component).__name__ == "Checkbox"
         elif param.key == "live_seed":
             assert type(component).__name__ == "Number" and component.kwargs["precision"] == 0
         elif param.choices:
             assert type(component).__name__ == "Radio"
-            assert component.kwargs["choices"] == list(param.choices)
+            assert component.kwargs["choices"] == list(param.labels or param.choices)
         else:
             assert type(component).__name__ == "Slider"
             assert (component.kwargs["minimum"], component.kwargs["maximum"], component.kwargs["step"]) == (
                 param.minimum, param.maximum, param.step)
     assert (by_key["steps"].kwargs["minimum"], by_key["steps"].kwargs["maximum"], by_key["steps"].value) == (1, 16, 4)
     assert "2-8" in by_key["steps"].kwargs["info"]
-    assert (by_key["cfg_scale"].kwargs["minimum"], by_key["cfg_scale"].kwargs["maximum"]) == (1.0, 4.0)
+    assert (by_key["cfg_scale"].kwargs["minimum"], by_key["cfg_scale"].kwargs["maximum"]) == (1.0, 8.0)
     assert by_key["cfg_scale"].kwargs["info"] == "1 = fastest, negative prompt ignored"
     assert by_key["gamma"].kwargs["visible"] is False, "gamma only shows for TCD"
 
@@ -138,7 +139,7 @@ def test_settings_page_defaults_fill_the_panel():
             "lcm_lora_tcd_gamma": 0.5}
     with fake_host(opts) as host:
         _, inputs, _ = build(host)
-    assert [c.value for c in inputs] == [False, 6, 1.5, 0.8, "TCD", 0.5, False, True, -1]
+    assert [c.value for c in inputs] == [False, 6, 1.5, 0.8, "TCD", 0.5, False, True, -1, "LCM-LoRA"]
     assert inputs[5].kwargs["visible"] is True
 
 
@@ -232,10 +233,13 @@ def test_paste_turns_the_panel_on_and_restores_its_values():
     assert (values["lcm_lora_txt2img_steps"], values["lcm_lora_txt2img_cfg_scale"]) == (6, 1.5)
     assert values["lcm_lora_txt2img_weight"] == "0.8" and values["lcm_lora_txt2img_mode"] == "TCD"
     assert values["lcm_lora_txt2img_gamma"] == "0.4"
+    assert values["lcm_lora_txt2img_family"] == "LCM-LoRA"  # no family key: an LCM-LoRA image
+    family_image = paste({**pasted, "LCM-LoRA": "sdxl_lightning_4step_lora", "LCM-LoRA family": "lightning"})
+    assert family_image["lcm_lora_txt2img_family"] == "SDXL-Lightning"
     assert plain["lcm_lora_txt2img_enabled"] is False
     assert all(value == {"__type__": "update"} for elem, value in plain.items() if not elem.endswith("enabled"))
     assert script.paste_field_names == ["LCM-LoRA weight", "LCM-LoRA mode", "TCD gamma", "LCM-LoRA enabled",
-                                        "LCM-LoRA steps", "LCM-LoRA CFG"]
+                                        "LCM-LoRA steps", "LCM-LoRA CFG", "LCM-LoRA family choice"]
     # String keys count as handled for the host, so "TCD gamma" is not also offered as a settings override.
     assert {"LCM-LoRA weight", "LCM-LoRA mode", "TCD gamma"} <= {key for key in fields.values() if isinstance(key, str)}
 
@@ -420,7 +424,11 @@ def test_page_config_carries_the_registrys_stems_and_the_host_targets(tmp_path, 
     custom_registry(tmp_path, monkeypatch, sd15="my-lcm-sd15", sdxl="my-lcm-xl", ssd1b="my-lcm-ssd")
     with fake_host():
         config = glue.page_config("txt2img", ["enabled"], ["prompt"])
-    assert config["stems"] == ["my-lcm-sd15", "my-lcm-xl", "my-lcm-ssd"]
+    # Every catalogue file's stem: switching the family swaps the tag.
+    assert config["stems"][:3] == ["my-lcm-sd15", "my-lcm-xl", "my-lcm-ssd"]
+    from lib_lcm.weights import registry
+
+    assert config["stems"] == list(registry.stems(family=None)) and "sdxl_lightning_4step_lora" in config["stems"]
     # tests/js/panel_logic.test.mjs runs the page logic with these targets.
     assert config["fixed"] == {"scheduler": "Automatic", "hr_sampler": "Use same sampler",
                                "hr_scheduler": "Use same scheduler", "hr_steps": 0}

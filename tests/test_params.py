@@ -7,7 +7,7 @@ from lib_lcm.params import PARAM_KEYS, PARAMS, SettingsError, parse_script_args
 def test_positional_order_is_the_public_api_order():
     # Live's fields were appended: every earlier position is unchanged for existing callers.
     assert PARAM_KEYS == ("enabled", "steps", "cfg_scale", "weight", "mode", "gamma", "live", "fast_decode",
-                          "live_seed")
+                          "live_seed", "family")
 
 
 def test_defaults_match_the_table_and_are_off():
@@ -52,7 +52,8 @@ def test_numbers_as_strings_and_whole_floats_are_accepted():
         ([True, 4, float("nan")], "NaN"),
         ([True, 4, 1.0, 1.0, "DDIM"], "'mode' must be one of LCM, TCD"),
         (["maybe"], "'enabled' must be true or false"),
-        ([True, 4, 1.0, 1.0, "LCM", 0.3, False, True, -1, "extra"], "expected at most 9"),
+        ([True, 4, 1.0, 1.0, "LCM", 0.3, False, True, -1, "lcm", "extra"], "expected at most 10"),
+        ([{"family": "turbo"}], "'family' must be one of lcm, tcd, hyper, hyper-cfg, lightning, dmd2, got 'turbo'"),
         ([True, None], "'steps' must be a number"),
     ],
 )
@@ -74,8 +75,9 @@ def test_guard_rail_warnings_only_when_enabled_and_outside_the_useful_range():
 def test_cfg_reaches_the_model_cards_inpainting_guidance_4_with_the_guard_rail_warning():
     settings = parse_script_args([{"enabled": True, "steps": 4, "cfg_scale": 4}])
     assert settings.cfg_scale == 4.0 and settings.warnings == ("CFG 4 > 2 over-saturates LCM-LoRA images; use 1-2",)
-    with pytest.raises(SettingsError, match="'cfg_scale' = 4.1 is outside 1..4"):
-        parse_script_args([{"enabled": True, "cfg_scale": 4.1}])
+    # Up to 8 for Hyper-SD's CFG-preserving files (their card: 5-8).
+    with pytest.raises(SettingsError, match="'cfg_scale' = 8.1 is outside 1..8"):
+        parse_script_args([{"enabled": True, "cfg_scale": 8.1}])
 
 
 def test_settings_hold_exactly_the_tables_keys_and_defaults():
@@ -91,7 +93,8 @@ def test_each_mode_runs_its_own_sampler_never_the_hosts_lcm():
     from lib_lcm.params import MODES, SAMPLER_NAMES, LcmSettings
 
     names = [LcmSettings(mode=mode).sampler_name for mode in MODES]
-    assert names == list(SAMPLER_NAMES) and "LCM" not in names and len(set(names)) == len(MODES)
+    assert names == list(SAMPLER_NAMES)[:2] and "LCM" not in SAMPLER_NAMES and len(set(names)) == len(MODES)
+    assert len(set(SAMPLER_NAMES)) == len(SAMPLER_NAMES) == 5
 
 
 def test_the_six_positional_args_of_earlier_callers_still_parse_with_live_off():

@@ -244,6 +244,7 @@ class LoraFiles:
         record = self.read_record() if method else None
         return {
             "variant": entry.variant,
+            "family": entry.family,
             "title": entry.title,
             "stem": entry.stem,
             "path": str(self.target),
@@ -266,7 +267,7 @@ def weights_status(lora_dir, registry: Registry | None = None) -> list[dict]:
     """One dict per registry variant (default: ``current_registry()``), cheap enough for an HTTP status
     endpoint (no hashing).
 
-    Keys: variant, title, stem, path, installed (file present), verified (a verification record matches
+    Keys: variant, family (lib_lcm.families), title, stem, path, installed (file present), verified (a verification record matches
     the file as it is now), verification ("sha256", "header" or None), size (bytes on disk or None),
     expected_size, sha256 (recorded), expected_sha256, sha256_known, repo_id, revision, url,
     partial_bytes (bytes of an unfinished download).

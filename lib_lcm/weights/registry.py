@@ -1,4 +1,5 @@
-"""The LCM-LoRA registry: which file each variant is, and which checkpoint families it is for.
+"""The weights registry (the catalogue): which file each variant is, its few-step family, which checkpoint families
+it is for, the step counts it was distilled for and its sampling recipe.
 
 Standard library only: install.py reads the registry at every WebUI launch and must stay well under 0.3 s.
 
@@ -15,6 +16,13 @@ maps a variant id to a Hugging Face repo file. Schema (per variant, unknown keys
   ``unconfirmed_sha256`` (informational).
 - ``architectures`` (list of lib_lcm.architecture labels): the checkpoint families this variant is for;
   the single source of ``variant_for_architecture`` (the first variant listing a label wins).
+- ``family`` (one of ``lib_lcm.families.FAMILY_KEYS``, default "lcm"): the few-step LoRA family. Only "lcm" files
+  are ever fetched without being asked for (install.py's "auto" and "all"); the others on demand.
+- ``steps`` (``[low, high]``, optional): the step counts the file was distilled for; outside them a generation
+  runs with a guard-rail warning. ``recipe`` (a ``lib_lcm.recipes.RECIPES`` key, default "lcm"): the sampler the
+  model card runs it with (what picking a family sets in the panel is the family's, ``lib_lcm.families``).
+- ``obsolete`` (list of ``{"sha256", "size", "note"}``): earlier uploads the repository replaced; a file with one
+  of these hashes is recognised and named, never accepted.
 
 ``load_registry`` reads a file each time; ``current_registry`` is the registry of this process, read once
 and read again only when the file (or ``LCM_LORA_REGISTRY``) changes.
@@ -29,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from lib_lcm.families import DEFAULT_FAMILY, FAMILY_KEYS
 from lib_lcm.weights.errors import WeightsRegistryError
 
 REGISTRY_ENV = "LCM_LORA_REGISTRY"
@@ -42,6 +51,15 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _STEM = re.compile(r"^[A-Za-z0-9][\w.-]*$")
 _VARIANT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class ObsoleteFile:
+    """An earlier upload of an entry's file, replaced in its repository (``note`` says when and why)."""
+
+    sha256: str
+    size: int | None
+    note: str
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,10 @@ class WeightsEntry:
     license: str = ""
     note: str = ""
     unconfirmed_sha256: str | None = None
+    family: str = DEFAULT_FAMILY
+    steps: tuple[int, int] | None = None
+    recipe: str = "lcm"
+    obsolete: tuple[ObsoleteFile, ...] = ()
 
     def url(self, endpoint: str | None = None) -> str:
         """The file's resolve URL on ``endpoint`` (default: ``HF_ENDPOINT`` or huggingface.co)."""
@@ -72,6 +94,10 @@ class WeightsEntry:
     @property
     def file_name(self) -> str:
         return f"{self.stem}.safetensors"
+
+    def distilled_for(self, steps: int) -> bool:
+        """Whether ``steps`` is a step count this file was distilled for (any count where none is recorded)."""
+        return self.steps is None or self.steps[0] <= steps <= self.steps[1]
 
 
 Registry = Mapping[str, WeightsEntry]
@@ -174,7 +200,35 @@ def _parse_entry(variant, raw, bad) -> WeightsEntry:
         license=str(raw.get("license") or ""),
         note=str(raw.get("note") or ""),
         unconfirmed_sha256=unconfirmed if isinstance(unconfirmed, str) and _HEX64.match(unconfirmed) else None,
+        **_catalogue_fields(variant, raw, bad),
     )
+
+
+def _catalogue_fields(variant, raw, bad) -> dict:
+    """``family``, ``steps``, ``recipe`` and ``obsolete``, validated (see the module docstring)."""
+    family = raw.get("family", DEFAULT_FAMILY)
+    if family not in FAMILY_KEYS:
+        raise bad(f"{variant}.family must be one of {', '.join(FAMILY_KEYS)}, got {family!r}")
+    steps = raw.get("steps")
+    if steps is not None and not (
+        isinstance(steps, list) and len(steps) == 2 and all(type(n) is int for n in steps) and 1 <= steps[0] <= steps[1]
+    ):
+        raise bad(f"{variant}.steps must be [low, high], whole numbers with 1 <= low <= high")
+    recipe = raw.get("recipe", "lcm")
+    if not isinstance(recipe, str) or not _VARIANT.match(recipe):
+        raise bad(f"{variant}.recipe must be a recipe name such as \"ddim-trailing\"")
+    return {"family": family, "steps": tuple(steps) if steps else None, "recipe": recipe,
+            "obsolete": _obsolete_files(variant, raw, bad)}
+
+
+def _obsolete_files(variant, raw, bad) -> tuple[ObsoleteFile, ...]:
+    files = raw.get("obsolete") or []
+    if not isinstance(files, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("sha256"), str) and _HEX64.match(f["sha256"]) for f in files
+    ):
+        raise bad(f'{variant}.obsolete must be a list of {{"sha256": 64 hex, "size": int, "note": str}}')
+    return tuple(ObsoleteFile(f["sha256"], f.get("size") if type(f.get("size")) is int else None,
+                              str(f.get("note") or "")) for f in files)
 
 
 def _check_fields(variant, bad, *, repo_id, filename, revision, stem, size, sha256, verified, sd_version,
@@ -208,39 +262,56 @@ def get_entry(variant: str, registry: Registry | None = None) -> WeightsEntry:
         ) from None
 
 
-def stems(registry: Registry | None = None) -> tuple[str, ...]:
-    """Each variant's file stem (``<lora:STEM>``), in registry order."""
+def stems(registry: Registry | None = None, family: str | None = DEFAULT_FAMILY) -> tuple[str, ...]:
+    """The file stems (``<lora:STEM>``) of ``family``'s variants (every variant for None), in registry order."""
     registry = current_registry() if registry is None else registry
-    return tuple(entry.stem for entry in registry.values())
+    return tuple(entry.stem for entry in registry.values() if family is None or entry.family == family)
 
 
-def variant_for_architecture(label: str, registry: Registry | None = None) -> str | None:
-    """The variant made for the checkpoint family ``label`` (a lib_lcm.architecture label), or None.
+def family_variants(registry: Registry, family: str = DEFAULT_FAMILY) -> list[str]:
+    """The variant ids of ``family``, in registry order."""
+    return [variant for variant, entry in registry.items() if entry.family == family]
+
+
+def variant_for_architecture(label: str, registry: Registry | None = None, family: str = DEFAULT_FAMILY) -> str | None:
+    """The ``family`` variant (LCM-LoRA by default) made for the checkpoint family ``label``, or None.
 
     Read from each entry's ``architectures``; the first variant listing ``label`` wins. The shipped
     registry gives inpainting checkpoints their base model's LCM-LoRA (as the LCM-LoRA model card's
     inpainting example does) and SD2.x, the SDXL refiner and unknown models none.
     """
     registry = current_registry() if registry is None else registry
-    return next((entry.variant for entry in registry.values() if label in entry.architectures), None)
+    return next((entry.variant for entry in registry.values()
+                 if entry.family == family and label in entry.architectures), None)
 
 
 def parse_variants(value: str, registry: Registry) -> list[str] | None:
     """``LCM_LORA_DOWNLOAD`` / ``--variant``: None for "auto", [] for "none", else variant ids.
 
-    Accepts "auto", "all", "none" or a comma list of registry ids; raises WeightsRegistryError otherwise.
+    Accepts "auto", "all" (every LCM-LoRA variant: never gigabytes of other families unasked), "catalogue" (every
+    variant), "none", or a comma list of variant ids and family keys (a family: all its variants); raises
+    WeightsRegistryError otherwise.
     """
     words = [w.strip().lower() for w in (value or "auto").split(",") if w.strip()]
     if not words or words == ["auto"]:
         return None
-    if words == ["all"]:
-        return list(registry)
     if words in (["none"], ["off"], ["0"]):
         return []
-    unknown = [w for w in words if w not in registry]
+    chosen, unknown = [], []
+    for word in words:
+        if word == "all":
+            chosen += family_variants(registry)
+        elif word == "catalogue":
+            chosen += list(registry)
+        elif word in registry:
+            chosen.append(word)
+        elif word in FAMILY_KEYS:
+            chosen += family_variants(registry, word)
+        else:
+            unknown.append(word)
     if unknown:
         raise WeightsRegistryError(
-            f"unknown LCM-LoRA variant {', '.join(unknown)}: use auto, all, none or a comma list of "
-            f"{', '.join(registry)}"
+            f"unknown variant {', '.join(unknown)}: use auto, all, catalogue, none, a family "
+            f"({', '.join(FAMILY_KEYS)}) or a comma list of {', '.join(registry)}"
         )
-    return list(dict.fromkeys(words))
+    return list(dict.fromkeys(chosen))

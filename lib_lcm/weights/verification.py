@@ -71,9 +71,17 @@ def verify_file(entry: WeightsEntry, path) -> Verification:
     """Hash and check ``path`` against ``entry`` (reads the whole file once)."""
     size = os.path.getsize(path)
     method = "sha256" if entry.sha256 else "header"
-    if entry.size is not None and size != entry.size:
-        return Verification(False, method, None, size, f"size is {size} bytes, expected {entry.size}")
+    size_problem = f"size is {size} bytes, expected {entry.size}" if entry.size not in (None, size) else ""
+    # An earlier upload the repository replaced (DMD2's first LoRAs) is named, so the fix is plain: re-download.
+    if size_problem and not any(old.size in (None, size) for old in entry.obsolete):
+        return Verification(False, method, None, size, size_problem)
     digest = sha256_file(path)
+    replaced = next((old for old in entry.obsolete if old.sha256 == digest), None)
+    if replaced is not None:
+        return Verification(False, method, digest, size,
+                            f"it is an earlier upload of {entry.stem} ({replaced.note}); re-download it")
+    if size_problem:
+        return Verification(False, method, digest, size, size_problem)
     if entry.sha256:
         if digest != entry.sha256:
             return Verification(False, method, digest, size, f"sha256 is {digest}, expected {entry.sha256}")

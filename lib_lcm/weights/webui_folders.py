@@ -25,7 +25,7 @@ from pathlib import Path
 from lib_lcm import architecture
 from lib_lcm.weights.errors import WeightsError
 from lib_lcm.weights.lora_files import LoraFiles, state_folder, write_json_atomic
-from lib_lcm.weights.registry import Registry, parse_variants, variant_for_architecture
+from lib_lcm.weights.registry import Registry, family_variants, parse_variants, variant_for_architecture
 
 LAUNCH_FILES = ("launch.py", os.path.join("modules", "paths_internal.py"))
 
@@ -131,15 +131,17 @@ def _data_dir(extension_dir: Path, root: Path) -> Path:
 def wanted_variants(value: str, registry: Registry, dirs: WebuiDirs) -> list[str]:
     """``LCM_LORA_DOWNLOAD`` / ``--variant`` as variant ids; "auto" reads the checkpoints' headers.
 
-    "auto": every variant when all are installed already (no scan needed), else the variants the checkpoints
-    in ``dirs.checkpoint_dirs`` need (sd15 when none is recognised); labels are cached in
-    ``<lora>/LCM-LoRA/.state/checkpoints.json`` where that folder exists (nothing is created here).
+    "auto": every LCM-LoRA variant when all are installed already (no scan needed), else the LCM-LoRA variants
+    the checkpoints in ``dirs.checkpoint_dirs`` need (sd15 when none is recognised); labels are cached in
+    ``<lora>/LCM-LoRA/.state/checkpoints.json`` where that folder exists (nothing is created here). Files of
+    the other families are fetched only when named (a family, a variant id, or "catalogue").
     """
     choice = parse_variants(value, registry)
     if choice is not None:
         return choice
-    if all(LoraFiles(entry, dirs.lora_dir).is_installed() for entry in registry.values()):
-        return list(registry)
+    lcm = family_variants(registry)
+    if all(LoraFiles(registry[variant], dirs.lora_dir).is_installed() for variant in lcm):
+        return lcm
     cache = state_folder(dirs.lora_dir) / "checkpoints.json"
     return variants_for_checkpoints(dirs.checkpoint_dirs, registry, cache_path=cache if cache.parent.is_dir() else None)
 

@@ -7,6 +7,7 @@ and the host tricks, filed by topic:
 - `sampler_api`: the sampler API by A1111 release (1.6 extra noise, 1.8 `add_infotext`, 1.9 schedule types).
 - `taesd`: the host's TAESD decoder, for Live's fast decode.
 - `temp_dir`: the folder the host writes unsaved images (Live's) to, missing on a fresh Forge Neo data dir.
+- `host_page`: the host's page seen from Python: its controls' element ids, its Generate event (gradio 3.41 / 4).
 
 Each feature-tests (hasattr, a guarded import) rather than comparing version strings, so forks that backport a
 feature get it too. Host differences that belong to one caller live with it: `InputAccordion` (1.6+) in `panel`,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 
-from modules import patches, shared
+from modules import hashes, patches, shared
 
 # A1111 1.6-1.10 name `up_blocks.N.upsamplers.0.conv` with SD 1.x's rule (`output_blocks_{2+3N}_{1 if N == 0
 # else 2}_conv`, right where up block 0 has no attention); SDXL's and SSD-1B's up block 0 has attention, its
@@ -57,6 +57,26 @@ def unmap_lora_upsamplers() -> None:
     networks = lora_loader()
     if networks is not None and patches.original(__name__, networks, "convert_diffusers_name_to_compvis"):
         patches.undo(__name__, networks, "convert_diffusers_name_to_compvis")
+
+
+def lora_file_sha256(name: str) -> str | None:
+    """The sha256 of the whole file the prompt's `<lora:NAME>` loads, or None where the host does not know the
+    name (or runs with --no-hashing).
+
+    Not the host's `Lora hashes` value: for .safetensors that is the kohya "addnet" hash of the tensor data only,
+    which cannot be compared with the file hashes the repositories publish. Hashed once through the host's own hash
+    cache (cache.json, title "lcm-lora-file/NAME", re-hashed when the file changes). Duck-typed on the built-in
+    Lora extension's `available_network_aliases` (A1111 1.5+, the Forges)."""
+    networks = sys.modules.get("networks")
+    aliases = getattr(networks, "available_network_aliases", None)
+    network = aliases.get(name) if isinstance(aliases, dict) else None
+    filename = getattr(network, "filename", None)
+    if not filename:
+        return None
+    try:
+        return hashes.sha256(filename, f"lcm-lora-file/{getattr(network, 'name', name)}", use_addnet_hash=False)
+    except OSError:
+        return None
 
 
 def applied_lora_modules(stem: str):

@@ -67,7 +67,7 @@ def test_with_credentials_the_status_route_works_and_shows_no_server_path(protec
     status, body = protected.request("GET", "/lcm-lora/v1/status")
     assert status == 200
     text = json.dumps(body)
-    assert [row["variant"] for row in body["variants"]] == ["sd15", "sdxl", "ssd1b"]
+    assert [row["variant"] for row in body["variants"] if row["family"] == "lcm"] == ["sd15", "sdxl", "ssd1b"]
     assert body["variants"][0]["file"] == "LCM-LoRA/lcm-lora-sdv1-5.safetensors"
     assert '"/' not in text.replace('"https://', "").replace('"http://', ""), "an absolute path in the answer"
     assert str(webui_installation.webui_dir) not in text and "/tmp" not in text
@@ -158,7 +158,7 @@ def test_the_panels_server_functions_need_the_gradio_login(ui_only):
     status, text = fetch(user, ui_only.base_url + "/config")
     assert status == 200
     index = refresh_fn_index(json.loads(text), "lcm_lora_txt2img_refresh")
-    call = {"fn_index": index, "data": [], "session_hash": "lcm-lora-e2e"}
+    call = {"fn_index": index, "data": ["LCM-LoRA", 4], "session_hash": "lcm-lora-e2e"}  # Family, Steps
     status, _ = fetch(anonymous, ui_only.base_url + "/run/predict", call)
     assert status in (401, 403), "an anonymous caller runs nothing"
     status, text = fetch(user, ui_only.base_url + "/run/predict", call)

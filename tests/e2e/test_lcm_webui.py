@@ -162,7 +162,9 @@ def test_bad_api_args_answer_with_a_clear_error(webui, args, fragment):
 def test_status_route_lists_the_variants(webui):
     status = webui.get("/lcm-lora/v1/status")
     by_variant = {entry["variant"]: entry for entry in status["variants"]}
-    assert set(by_variant) == {"sd15", "sdxl", "ssd1b"}
+    # The whole catalogue, each row with its family; LCM-LoRA's own are the three it always listed.
+    assert {variant for variant, entry in by_variant.items() if entry["family"] == "lcm"} == {"sd15", "sdxl", "ssd1b"}
+    assert {entry["family"] for entry in by_variant.values()} == {"lcm", "tcd", "hyper", "hyper-cfg", "lightning", "dmd2"}
     assert by_variant["sd15"]["installed"] is True
 
 

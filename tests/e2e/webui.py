@@ -50,6 +50,10 @@ FLAG_FILES = ("modules/cmd_args.py", "backend/args.py", "ldm_patched/modules/arg
 FORGE_CPU_FLAGS = ("--always-cpu", "--cpu")
 # The Forges' flag storing the UNet in bf16 (Forge Neo: --bf16-unet).
 FORGE_BF16_UNET_FLAGS = ("--unet-in-bf16", "--bf16-unet")
+# The flags above that keep a server on the CPU (flag -> number of values that follow it): a server with
+# device="cuda" leaves them out, and the host picks its GPU and precision itself.
+CPU_ONLY_ARGS = {"--skip-torch-cuda-test": 0, "--use-cpu": 1, "--no-half": 0, "--precision": 1, "--always-cpu": 0,
+                 "--cpu": 0}
 
 STARTUP_LINE = "Startup time:"  # webui.py prints it once every route and middleware is in place
 
@@ -63,6 +67,18 @@ OFFLINE_ENV = {
 
 class WebUIError(RuntimeError):
     """The WebUI could not be prepared/started, or answered an HTTP error."""
+
+
+def without_cpu_flags(args: Sequence[str]) -> list[str]:
+    """`args` less CPU_ONLY_ARGS and their values."""
+    out, i = [], 0
+    while i < len(args):
+        if args[i] in CPU_ONLY_ARGS:
+            i += 1 + CPU_ONLY_ARGS[args[i]]
+        else:
+            out.append(args[i])
+            i += 1
+    return out
 
 
 def free_port() -> int:
@@ -156,6 +172,14 @@ class Installation:
                 args.extend(BASE_ARGS[i:i + n])
             i += n
         return tuple(args)
+
+    def cuda_available(self) -> bool:
+        """Whether the WebUI's torch sees a CUDA device."""
+        check = [str(self.python), "-c", "import torch; print(torch.cuda.is_available())"]
+        try:
+            return subprocess.run(check, capture_output=True, text=True, timeout=300).stdout.strip() == "True"
+        except (OSError, subprocess.SubprocessError):
+            return False
 
     def version(self) -> tuple[int, int, int] | None:
         """The release the WebUI reports (``git describe --tags`` of the checkout, as its own footer does),
@@ -317,6 +341,7 @@ class WebUIServer:
         api_auth: (user, password) for ``--api-auth``; the server's client sends them.
         extra_args: more ``launch.py`` arguments.
         extra_env: more environment variables (``PIP_CONSTRAINT``/``REQS_FILE`` come from the caller's env).
+        device: "cpu" (the tests' default: CPU flags, full precision) or "cuda" (the host's own choice).
     """
 
     installation: Installation
@@ -326,6 +351,7 @@ class WebUIServer:
     api_auth: tuple[str, str] | None = None
     extra_args: Sequence[str] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    device: str = "cpu"
     port: int = 0
     process: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -345,9 +371,10 @@ class WebUIServer:
         if self.api_auth:
             mode += ("--api-auth", ":".join(self.api_auth))
         checkpoint = ("--ckpt", str(self.data_dir.checkpoint)) if self.installation.takes_ckpt else ()
+        host = [*self.installation.base_args, *self.installation.host_args]
         return [
-            str(self.installation.python), "launch.py", *self.installation.base_args, *self.installation.host_args, *mode,
-            "--data-dir", str(self.data_dir.root), *checkpoint, *self.extra_args, *more,
+            str(self.installation.python), "launch.py", *(without_cpu_flags(host) if self.device == "cuda" else host),
+            *mode, "--data-dir", str(self.data_dir.root), *checkpoint, *self.extra_args, *more,
         ]
 
     def _prepare_config(self) -> None:

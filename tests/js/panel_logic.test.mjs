@@ -8,6 +8,7 @@ import vm from "node:vm";
 
 const PANEL_URL = new URL("../../javascript/lcm_lora_panel.js", import.meta.url);
 const PROMPT_URL = new URL("../../javascript/lcm_lora_prompt.js", import.meta.url);
+const HOST_URL = new URL("../../javascript/lcm_lora_host.js", import.meta.url);
 const panel = createRequire(import.meta.url)(fileURLToPath(PANEL_URL));
 
 const SAMPLERS = {LCM: "LCM-LoRA", TCD: "LCM-LoRA TCD"};
@@ -172,6 +173,20 @@ test("stemFromStatus reads the server's data attribute", () => {
     assert.equal(panel.stemFromStatus(null), undefined);
 });
 
+test("a family's status names its file and sampler: the tab gets that sampler and tag, not the mode's", () => {
+    const LIGHTNING = '<div class="lcm-lora-status" data-lcm-stem="sdxl_lightning_4step_lora" data-lcm-installed="true"'
+        + ' data-lcm-sampler="LCM-LoRA Euler trailing">...</div>';
+    const config = {...CONFIG, stems: [...STEMS, "sdxl_lightning_4step_lora"]};
+    const state = panel.newState();
+    const on = {...txt2img({enabled: true, status: SDXL}), ...panel.react(state, txt2img({enabled: true, status: SDXL}), config)};
+    assert.equal(on.sampler, "LCM-LoRA");
+    const family = {...on, status: LIGHTNING};
+    const changed = {...family, ...panel.react(state, family, config)};
+    assert.equal(changed.sampler, "LCM-LoRA Euler trailing");
+    assert.equal(changed.prompt, "a cat, <lora:style:0.8> <lora:sdxl_lightning_4step_lora:1>");
+    assert.equal(panel.samplerFromStatus(SD15), undefined);
+});
+
 test("handle maps gradio's argument list to the outputs, empty updates where nothing changes", () => {
     const config = {
         tab: "handle-test", ...CONFIG,
@@ -216,22 +231,27 @@ test("gammaVisibility shows gamma for TCD only, as a gradio update", () => {
     assert.deepEqual(panel.gammaVisibility("LCM"), {__type__: "update", visible: false});
 });
 
-// The WebUI loads both files as classic scripts into one page; emulate that.
+// The WebUI loads the files as classic scripts into one page; emulate that. The page has the panel's two refresh
+// buttons (found by their class) and, on Forge, the top bar's checkpoint dropdown.
 function loadInPage(opts, topBar = null) {
     const clicks = [];
     const callbacks = {uiLoaded: [], optionsChanged: [], timers: [], intervals: []};
+    const refreshButtons = ["lcm_lora_txt2img_refresh", "lcm_lora_img2img_refresh"].map(
+        (id) => ({id, click: () => clicks.push(id)}));
     const context = {
         console,
         opts,
         gradioApp: () => ({getElementById: (id) => ({click: () => clicks.push(id)}),
-            querySelector: (selector) => (selector === ".model_selection input" ? topBar : null)}),
+            querySelector: (selector) => (selector === ".model_selection input" ? topBar : null),
+            querySelectorAll: (selector) => (selector === ".lcm-lora-refresh" ? refreshButtons : [])}),
         onUiLoaded: (fn) => callbacks.uiLoaded.push(fn),
         onOptionsChanged: (fn) => callbacks.optionsChanged.push(fn),
         setTimeout: (fn, ms) => callbacks.timers.push([fn, ms]),
         setInterval: (fn, ms) => callbacks.intervals.push([fn, ms]),
     };
     vm.createContext(context);
-    // A1111 includes extension scripts sorted by name: the panel before the prompt helper.
+    // A1111 includes extension scripts sorted by name: the host's page, the panel, then the prompt helper.
+    vm.runInContext(readFileSync(HOST_URL, "utf8"), context, {filename: "lcm_lora_host.js"});
     vm.runInContext(readFileSync(PANEL_URL, "utf8"), context, {filename: "lcm_lora_panel.js"});
     vm.runInContext(readFileSync(PROMPT_URL, "utf8"), context, {filename: "lcm_lora_prompt.js"});
     return {context, clicks, callbacks};

@@ -50,24 +50,86 @@ async function liveSettled(page, tab) {
     return infotext(page, tab);
 }
 
-// Every infotext the page shows from now on, and the most generations started but not finished at any moment.
+// Every infotext the page shows from now on, the most generations started but not finished at any moment, when
+// each generation started and when each input event of the prompt box came (performance.now() times).
 function recordPage(page, tab) {
     return page.evaluate((tab) => {
-        const seen = {infotexts: [], maxOutstanding: 0};
+        const seen = {infotexts: [], maxOutstanding: 0, starts: [], inputs: []};
         window.__lcmLiveRecord = seen;
         const block = document.querySelector(`#html_info_${tab}`);
         new MutationObserver(() => {
             const text = block.innerText;
             if (text.includes("Steps:") && seen.infotexts[seen.infotexts.length - 1] !== text) seen.infotexts.push(text);
         }).observe(block, {subtree: true, childList: true, characterData: true});
-        setInterval(() => {
+        document.querySelector(`#${tab}_prompt textarea`).addEventListener("input", () => {
+            seen.inputs.push(performance.now());
+        }, {capture: true});
+        let generations = lcmLoraLive.stats(tab)?.generations ?? 0;
+        clearInterval(window.__lcmLiveRecorder);
+        window.__lcmLiveRecorder = setInterval(() => {
             const stats = lcmLoraLive.stats(tab);
-            if (stats) seen.maxOutstanding = Math.max(seen.maxOutstanding, stats.generations - stats.completed);
+            if (!stats) return;
+            seen.maxOutstanding = Math.max(seen.maxOutstanding, stats.generations - stats.completed);
+            for (; generations < stats.generations; generations++) seen.starts.push(performance.now());
         }, 10);
     }, tab);
 }
 
 const recorded = (page) => page.evaluate(() => window.__lcmLiveRecord);
+
+// Installed in the page once: window.__lcmWhenPainted(tab, before, prompt) resolves to performance.now() at the frame
+// after a new gallery image (its src not in `before`) is loaded and decoded while the infotext is for `prompt` (its
+// first line starts with it; "box": is the prompt box's text then; null: any). It watches mutations and load events,
+// not every frame: reading the infotext every frame forces a layout each time and slowed the page it measured.
+function installPaintWatch(page) {
+    return page.evaluate(() => {
+        if (window.__lcmWhenPainted) return;
+        window.__lcmGallerySources = (tab) => Array.from(document.querySelectorAll(`#${tab}_gallery img`))
+            .map((img) => img.src);
+        window.__lcmWhenPainted = (tab, before, prompt) => new Promise((resolve) => {
+            const gallery = document.querySelector(`#${tab}_gallery`);
+            const info = document.querySelector(`#html_info_${tab}`);
+            const box = document.querySelector(`#${tab}_prompt textarea`);
+            const old = new Set(before);
+            let done = false;
+            const check = () => {
+                const fresh = Array.from(gallery.querySelectorAll("img"))
+                    .find((img) => !old.has(img.src) && img.complete && img.naturalWidth > 0);
+                if (done || !fresh) return;
+                const text = ((document.querySelector(`.prose#html_info_${tab}`) ?? info.querySelector(".prose"))
+                    ?.innerText ?? "").split("\n")[0].trim();
+                if (prompt === "box" ? text !== box.value.trim() : prompt !== null && !text.startsWith(prompt.trim())) {
+                    return;
+                }
+                done = true;
+                observer.disconnect();
+                gallery.removeEventListener("load", check, true);
+                fresh.decode().catch(() => {}).then(() => requestAnimationFrame(() => resolve(performance.now())));
+            };
+            const observer = new MutationObserver(check);
+            observer.observe(gallery, {subtree: true, childList: true, attributes: true, attributeFilter: ["src"]});
+            observer.observe(info, {subtree: true, childList: true, characterData: true});
+            gallery.addEventListener("load", check, true);
+            check();
+        });
+    });
+}
+
+// Resolves to when (performance.now()) the gallery first paints a new image whose infotext is for `prompt`.
+async function imagePainted(page, tab, prompt) {
+    await installPaintWatch(page);
+    const before = await page.evaluate((tab) => window.__lcmGallerySources(tab), tab);
+    return page.evaluate(([tab, before, prompt]) => window.__lcmWhenPainted(tab, before, prompt), [tab, before, prompt]);
+}
+
+// The typing run's times: first and last key as the page received them, the final prompt's image after the last
+// key, and the images started before the last key.
+function typingTimes(seen, finalPaintedAt) {
+    const first = seen.inputs[0];
+    const lastKey = seen.inputs[seen.inputs.length - 1];
+    return {typingMs: lastKey - first, finalImageMs: finalPaintedAt - lastKey,
+        startedWhileTyping: seen.starts.filter((t) => t >= first && t <= lastKey).length};
+}
 
 async function typeAtEnd(page, tab, text) {
     const box = page.locator(`#${tab}_prompt textarea`);
@@ -95,8 +157,10 @@ const scenarios = {
         const statsBefore = await liveStats(page, tab);
         await api(page, "post", "/lcm-test/v1/unet/reset");
         await recordPage(page, tab);
+        const finalImage = imagePainted(page, tab, (await page.locator(`#${tab}_prompt textarea`).inputValue()) + TYPED);
         await typeAtEnd(page, tab, TYPED);
         const last = await liveSettled(page, tab);
+        const finalPaintedAt = await finalImage;
         const statsAfter = await liveStats(page, tab);
         const calls = await unetCalls(page);
         const seen = await recorded(page);
@@ -112,7 +176,56 @@ const scenarios = {
             generations: statsAfter.generations - statsBefore.generations, unetCalls: calls,
             maxOutstanding: seen.maxOutstanding, infotexts: seen.infotexts, liveSeed: statsAfter.seed,
             filesBefore, liveFiles, manual, manualUnetCalls: await unetCalls(page), filesAfterManual: outputFiles(),
-            statsAfterOff: await liveStats(page, tab)};
+            statsAfterOff: await liveStats(page, tab), ...typingTimes(seen, finalPaintedAt), gapsMs: statsAfter.gapsMs,
+            lastDurationMs: statsAfter.lastDurationMs};
+    },
+
+    // Bench: the typing run again (config.typing.repeats times), Live on with its defaults.
+    async typingRuns(page) {
+        const tab = "txt2img";
+        const runs = [];
+        await startTxt2imgLive(page);
+        const prompt = await page.locator(`#${tab}_prompt textarea`).inputValue();  // with the panel's tag
+        for (let r = 0; r < (config.typing?.repeats ?? 3); r++) {
+            await setPrompt(page, tab, prompt);
+            await liveSettled(page, tab);
+            const before = await liveStats(page, tab);
+            await recordPage(page, tab);
+            await api(page, "post", "/lcm-test/v1/timings/reset");
+            const finalImage = imagePainted(page, tab, prompt + TYPED);
+            await typeAtEnd(page, tab, TYPED);
+            await liveSettled(page, tab);
+            const finalPaintedAt = await finalImage;
+            const after = await liveStats(page, tab);
+            runs.push({keystrokes: TYPED.length, generations: after.generations - before.generations,
+                gapsMs: (after.gapsMs ?? []).slice((before.gapsMs ?? []).length), lastDurationMs: after.lastDurationMs,
+                serverMs: (await api(page, "get", "/lcm-test/v1/timings")).map((timing) => timing.total * 1000),
+                ...typingTimes(await recorded(page), finalPaintedAt)});
+        }
+        return {runs};
+    },
+
+    // Bench: Live off, Generate clicked again as soon as its image is painted, config.clicks.count times.
+    async clicks(page) {
+        const tab = "txt2img";
+        const count = config.clicks?.count ?? 8;
+        await setNumber(page, `${tab}_width`, config.clicks?.size ?? 64);
+        await setNumber(page, `${tab}_height`, config.clicks?.size ?? 64);
+        await setPrompt(page, tab, "a cat");
+        await openPanel(page, tab);
+        await generate(page, tab);
+        await installPaintWatch(page);
+        const times = await page.evaluate(async ([tab, count]) => {
+            const started = performance.now();
+            const ends = [];
+            for (let i = 0; i < count; i++) {
+                const done = window.__lcmWhenPainted(tab, window.__lcmGallerySources(tab), null);
+                document.querySelector(`#${tab}_generate`).click();
+                ends.push(await done);
+            }
+            return {started, ends};
+        }, [tab, count]);
+        return {count, msPerImage: (times.ends[times.ends.length - 1] - times.started) / count};
     },
 
     // Live turns the panel on (1.7+: the panel stays open when switched off with its header checkbox).
@@ -232,13 +345,12 @@ async function prepareMode(page, tab, mode) {
 }
 
 // window.__lcmLatency(tab, trigger, field): ms from the trigger (the last input event of the edited field, "prompt" or
-// "seed", before the image, or a click on Generate) to a new image in the gallery, loaded and decoded (painted in the next frame), whose infotext
-// is for the prompt in the box (an image of an earlier state does not count).
-function installLatencyProbe(page) {
+// "seed", before the image, or a click on Generate) to a new image in the gallery, loaded and decoded (painted in the
+// next frame), whose infotext is for the prompt in the box (an image of an earlier state does not count).
+async function installLatencyProbe(page) {
+    await installPaintWatch(page);
     return page.evaluate(() => {
-        window.__lcmLatency = (tab, trigger, field) => new Promise((resolve) => {
-            const images = () => Array.from(document.querySelectorAll(`#${tab}_gallery img`));
-            const before = new Set(images().map((img) => img.src));
+        window.__lcmLatency = (tab, trigger, field) => {
             const box = document.querySelector(`#${tab}_prompt textarea`);
             const edited = field === "prompt" ? box : document.querySelector(`#${tab}_${field} input`);
             const target = trigger === "click" ? document.querySelector(`#${tab}_generate`) : edited;
@@ -247,22 +359,11 @@ function installLatencyProbe(page) {
                 started = performance.now();
             };
             target.addEventListener(trigger, mark, {capture: true});
-            const current = () => {
-                const info = (document.querySelector(`.prose#html_info_${tab}`) ??
-                    document.querySelector(`#html_info_${tab} .prose`))?.innerText ?? "";
-                return info.split("\n")[0].trim() === box.value.trim();
-            };
-            const poll = () => {
-                const fresh = images().find((img) => !before.has(img.src) && img.complete && img.naturalWidth > 0);
-                if (started !== null && fresh && current()) {
-                    target.removeEventListener(trigger, mark, {capture: true});
-                    fresh.decode().then(() => requestAnimationFrame(() => resolve(performance.now() - started)));
-                } else {
-                    requestAnimationFrame(poll);
-                }
-            };
-            requestAnimationFrame(poll);
-        });
+            return window.__lcmWhenPainted(tab, window.__lcmGallerySources(tab), "box").then((paintedAt) => {
+                target.removeEventListener(trigger, mark, {capture: true});
+                return paintedAt - started;
+            });
+        };
     });
 }
 
