@@ -52,8 +52,8 @@ def status_line(server) -> str:
     opener = urllib.request.build_opener()
     status, text = fetch(opener, server.base_url + "/config")
     assert status == 200
-    call = {"fn_index": refresh_fn_index(json.loads(text), "lcm_lora_txt2img_refresh"), "data": [],
-            "session_hash": "lcm-lora-e2e-families"}
+    call = {"fn_index": refresh_fn_index(json.loads(text), "lcm_lora_txt2img_refresh"),
+            "data": ["LCM-LoRA", 4], "session_hash": "lcm-lora-e2e-families"}  # the panel's Family, Steps
     status, text = fetch(opener, server.base_url + "/run/predict", call)
     assert status == 200, text[:500]
     line = json.loads(text)["data"][0]
