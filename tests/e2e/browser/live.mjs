@@ -122,6 +122,21 @@ async function imagePainted(page, tab, prompt) {
     return page.evaluate(([tab, before, prompt]) => window.__lcmWhenPainted(tab, before, prompt), [tab, before, prompt]);
 }
 
+// Generate clicked `count` times, each as soon as the previous image is painted: each click's ms to its image.
+async function clickBackToBack(page, tab, count) {
+    await installPaintWatch(page);
+    return page.evaluate(async ([tab, count]) => {
+        const times = [];
+        for (let i = 0; i < count; i++) {
+            const done = window.__lcmWhenPainted(tab, window.__lcmGallerySources(tab), null);
+            const clicked = performance.now();
+            document.querySelector(`#${tab}_generate`).click();
+            times.push(await done - clicked);
+        }
+        return times;
+    }, [tab, count]);
+}
+
 // The typing run's times: first and last key as the page received them, the final prompt's image after the last
 // key, and the images started before the last key.
 function typingTimes(seen, finalPaintedAt) {
@@ -180,14 +195,20 @@ const scenarios = {
             lastDurationMs: statsAfter.lastDurationMs};
     },
 
-    // Bench: the typing run again (config.typing.repeats times), Live on with its defaults.
+    // Bench: the typing run again (config.typing.repeats times), Live on with its defaults; right before each, Live
+    // off and Generate clicked back to back (config.typing.clicks times), so each run has clicks of its moment
+    // (the machine's load changes within a bench).
     async typingRuns(page) {
         const tab = "txt2img";
         const runs = [];
-        await startTxt2imgLive(page);
+        await startTxt2imgLive(page, config.typing?.size ?? 64);
         const prompt = await page.locator(`#${tab}_prompt textarea`).inputValue();  // with the panel's tag
-        for (let r = 0; r < (config.typing?.repeats ?? 3); r++) {
+        for (let r = 0; r < (config.typing?.repeats ?? 5); r++) {
+            await setLive(page, tab, false);
+            await page.waitForFunction((tab) => !lcmLoraLive.stats(tab).running, tab, {timeout: GENERATE_TIMEOUT});
             await setPrompt(page, tab, prompt);
+            const clicks = await clickBackToBack(page, tab, config.typing?.clicks ?? 3);
+            await setLive(page, tab, true);
             await liveSettled(page, tab);
             const before = await liveStats(page, tab);
             await recordPage(page, tab);
@@ -200,86 +221,9 @@ const scenarios = {
             runs.push({keystrokes: TYPED.length, generations: after.generations - before.generations,
                 gapsMs: (after.gapsMs ?? []).slice((before.gapsMs ?? []).length), lastDurationMs: after.lastDurationMs,
                 serverMs: (await api(page, "get", "/lcm-test/v1/timings")).map((timing) => timing.total * 1000),
-                ...typingTimes(await recorded(page), finalPaintedAt)});
+                clickMs: clicks, ...typingTimes(await recorded(page), finalPaintedAt)});
         }
         return {runs};
-    },
-
-    // Bench: Live off, Generate clicked again as soon as its image is painted, config.clicks.count times.
-    async clicks(page) {
-        const tab = "txt2img";
-        const count = config.clicks?.count ?? 8;
-        await setNumber(page, `${tab}_width`, config.clicks?.size ?? 64);
-        await setNumber(page, `${tab}_height`, config.clicks?.size ?? 64);
-        await setPrompt(page, tab, "a cat");
-        await openPanel(page, tab);
-        await generate(page, tab);
-        await installPaintWatch(page);
-        const times = await page.evaluate(async ([tab, count]) => {
-            const started = performance.now();
-            const ends = [];
-            for (let i = 0; i < count; i++) {
-                const done = window.__lcmWhenPainted(tab, window.__lcmGallerySources(tab), null);
-                document.querySelector(`#${tab}_generate`).click();
-                ends.push(await done);
-            }
-            return {started, ends};
-        }, [tab, count]);
-        return {count, msPerImage: (times.ends[times.ends.length - 1] - times.started) / count};
-    },
-
-    // Live turns the panel on (1.7+: the panel stays open when switched off with its header checkbox).
-    async switchesPanelOn(page) {
-        const tab = "txt2img";
-        await setNumber(page, `${tab}_width`, 64);
-        await setNumber(page, `${tab}_height`, 64);
-        await setPrompt(page, tab, "a cat");
-        await openPanel(page, tab);
-        const header = page.locator(`#lcm_lora_${tab}_enabled-visible-checkbox`);
-        if (await header.count() === 0) return {skipped: "no header checkbox (1.6): the panel is on while open"};
-        await header.click();
-        await page.waitForFunction((tab) => document.querySelector(`#${tab}_sampling input`)?.value !== "LCM-LoRA", tab,
-            {timeout: STEP_TIMEOUT});
-        const offSampler = await page.locator(`#${tab}_sampling input`).inputValue();
-        await setLive(page, tab, true);
-        const image = await liveSettled(page, tab);
-        const panelEnabled = await header.isChecked();
-        const sampler = await page.locator(`#${tab}_sampling input`).inputValue();
-        // Switching the panel off switches Live off.
-        await header.click();
-        await page.waitForFunction((tab) => !lcmLoraLive.stats(tab).on, tab, {timeout: STEP_TIMEOUT});
-        const liveAfterPanelOff = await page.locator(`#lcm_lora_${tab}_live_switch input`).isChecked();
-        return {offSampler, panelEnabled, sampler, image, liveAfterPanelOff};
-    },
-
-    // img2img: a new denoising strength makes a new image.
-    async img2img(page) {
-        const tab = "img2img";
-        const filesBefore = outputFiles();
-        await switchTab(page, "img2img");
-        await page.setInputFiles("#img2img_image input[type=file]", config.initImage);
-        await setNumber(page, `${tab}_width`, 64);
-        await setNumber(page, `${tab}_height`, 64);
-        await setPrompt(page, tab, "a cat");
-        await openPanel(page, tab);
-        await setNumber(page, "img2img_denoising_strength", 0.6);
-        await setLive(page, tab, true);
-        const first = await liveSettled(page, tab);
-        await setNumber(page, "img2img_denoising_strength", 0.45);
-        await page.waitForFunction((tab) => /Denoising strength: 0\.45/.test(document.querySelector(`#html_info_${tab}`)
-            ?.innerText ?? ""), tab, {timeout: GENERATE_TIMEOUT});
-        const second = await liveSettled(page, tab);
-        return {first, second, filesBefore, files: outputFiles()};
-    },
-
-    // The README's picture: the panel with Live on, after a live image (saved as live.png in config.out).
-    async screenshot(page) {
-        await startTxt2imgLive(page, 256);
-        await typeAtEnd(page, "txt2img", ", watercolor");
-        await liveSettled(page, "txt2img");
-        const file = path.join(config.out, "live.png");
-        await page.locator("#tab_txt2img").screenshot({path: file});
-        return {path: file};
     },
 
     // Bench: edit-to-image latency, Live (TAESD and full VAE) against clicking Generate, interleaved.
