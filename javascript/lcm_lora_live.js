@@ -9,6 +9,12 @@
 //   request to its result painted), start at once; when it took longer and the edit was typed text (prompt,
 //   negative prompt), wait for a pause of `pauseMs` in the edits, but never more than `maxWaitMs` after the first
 //   edit still waiting. Other edits (a slider, the seed, an image) come one at a time: they start at once.
+// - A stale image is cut short: once the edits made while an image runs have paused for `pauseMs`, and that image
+//   (at its last measured duration) still has more than half of it to go, Live interrupts it and starts the new
+//   one as soon as it ends. An interrupted image still finishes its step and is decoded (about half an image at
+//   4 steps), so cutting one closer to its end would not bring the new one sooner. The cut image is not shown
+//   (the server answers "no change": lib_lcm_webui/live_ui.py), its time is not an image's time, and the image
+//   after a cut one always runs to its end, so that pausing every few seconds still shows images.
 // - One seed: Live draws a seed when it is switched on; a live request carries it, and the server uses it where
 //   the seed is -1 (random), so the image changes only because the user changed something.
 //
@@ -38,7 +44,17 @@ var lcmLoraLive = (function() {
 
     function newState() {
         return {on: false, running: false, dirty: false, typing: false, seed: -1, seen: {}, firstEditAt: null,
-            lastEditAt: null, startedAt: null, lastDurationMs: null, generations: 0, completed: 0};
+            lastEditAt: null, startedAt: null, lastDurationMs: null, generations: 0, completed: 0, cut: false,
+            lastCut: false, cuts: 0};
+    }
+
+    // Milliseconds until the running image, made stale by edits, is to be interrupted (0: now), or null: let it
+    // end. Never the first image (no duration yet) nor the one after a cut image.
+    function cutWait(state, now, rules) {
+        if (!state.running || !state.dirty || state.cut || state.lastCut || state.lastDurationMs === null) return null;
+        var at = Math.max(now, state.lastEditAt + rules.pauseMs);
+        if (at - state.startedAt >= state.lastDurationMs / 2) return null;
+        return at - now;
     }
 
     // Milliseconds until a waiting edit may start a generation (0: now).
@@ -62,7 +78,8 @@ var lcmLoraLive = (function() {
     //   {type: "edit", now, name, value}   a watched control changed (value already normalised)
     //   {type: "tick", now}                a timer set from an earlier `startIn` fired
     //   {type: "finished", now}            the running image's result arrived
-    //   {type: "painted", now, startedAt}  the result of the image started at `startedAt` is on screen
+    //   {type: "painted", now, startedAt, cut}  the result of the image started at `startedAt` is on screen
+    //                                      (cut: it was interrupted by Live, so the previous one still is)
     // Returns what to do: {start: bool, startIn: ms or null, interrupt: bool}. Mutates `state`.
     function react(state, event, rules) {
         rules = rules || RULES;
@@ -75,6 +92,7 @@ var lcmLoraLive = (function() {
             markDirty(state, event.now);
         } else if (event.type === "off") {
             todo.interrupt = state.on && state.running;
+            state.cut = state.cut || todo.interrupt;  // its time is not an image's
             state.on = false;
             state.dirty = false;
             return todo;
@@ -86,12 +104,27 @@ var lcmLoraLive = (function() {
         } else if (event.type === "finished") {
             if (!state.running) return todo;
             state.running = false;
-            state.completed += 1;
-            state.lastDurationMs = event.now - state.startedAt;  // until it is painted
+            state.lastCut = state.cut;
+            state.cut = false;
+            if (!state.lastCut) {
+                state.completed += 1;
+                state.lastDurationMs = event.now - state.startedAt;  // until it is painted
+            }
         } else if (event.type === "painted") {
-            state.lastDurationMs = event.now - event.startedAt;
+            if (!event.cut) state.lastDurationMs = event.now - event.startedAt;
         }
-        if (!state.on || state.running || !state.dirty) return todo;
+        if (state.on && state.running) {
+            var cutIn = cutWait(state, event.now, rules);
+            if (cutIn === 0) {
+                state.cut = true;
+                state.cuts += 1;
+                todo.interrupt = true;
+            } else if (cutIn !== null) {
+                todo.startIn = cutIn;  // a tick then: still stale and paused?
+            }
+            return todo;
+        }
+        if (!state.on || !state.dirty) return todo;
         var ms = wait(state, event.now, rules);
         if (ms > 0) {
             todo.startIn = ms;
@@ -192,12 +225,13 @@ var lcmLoraLive = (function() {
         host().endRunning(config.tab, t.request);
         t.request = null;
         var startedAt = t.state.startedAt;
+        var cut = t.state.cut;
         var todo = react(t.state, {type: "finished", now: Date.now()});
         t.endedAt = todo.start ? Date.now() : null;
         apply(t, todo);
         host().whenPainted(config.tab).then(function() {
-            apply(t, react(t.state, {type: "painted", now: Date.now(), startedAt: startedAt}));
-            if (fellBack(t)) host().click(t.config.ids.refresh);
+            apply(t, react(t.state, {type: "painted", now: Date.now(), startedAt: startedAt, cut: cut}));
+            if (!cut && fellBack(t)) host().click(t.config.ids.refresh);
         });
     }
 
@@ -242,7 +276,7 @@ var lcmLoraLive = (function() {
         if (!t) return null;
         var s = t.state;
         return {on: s.on, running: s.running, dirty: s.dirty, seed: s.seed, generations: s.generations,
-            completed: s.completed, lastDurationMs: s.lastDurationMs, gapsMs: t.gapsMs.slice()};
+            completed: s.completed, cuts: s.cuts, lastDurationMs: s.lastDurationMs, gapsMs: t.gapsMs.slice()};
     }
 
     return Object.freeze({
@@ -251,6 +285,7 @@ var lcmLoraLive = (function() {
         newState: newState,
         react: react,
         wait: wait,
+        cutWait: cutWait,
         drawSeed: drawSeed,
         normalise: normalise,
         switched: switched,

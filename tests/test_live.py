@@ -208,8 +208,8 @@ def host_generate_event(host, tab, inputs, layout="gradio3"):
     generate._id = 101
     outputs = [host.gr.HTML(elem_id=elem) for elem in (f"{tab}_gallery", f"generation_info_{tab}",
                                                        f"html_info_{tab}", f"html_log_{tab}")]
-    function = types.SimpleNamespace(fn=lambda *args: None, inputs=inputs, outputs=outputs, js="submit",
-                                     targets=[(generate._id, "click")])
+    function = types.SimpleNamespace(fn=lambda *args: ("images", *args), inputs=inputs, outputs=outputs,
+                                     js="submit", targets=[(generate._id, "click")])
     # Another button's click; on the Forges, their built-in extensions' own clicks on Generate (before the host's).
     other = types.SimpleNamespace(fn=None, inputs=[], outputs=[], js=None, targets=[(7, "click")])
     forge_extra = types.SimpleNamespace(fn=lambda: None, inputs=[], outputs=[], js=None,
@@ -265,7 +265,7 @@ def test_a_live_image_is_the_tabs_own_generation_on_the_panels_hidden_button_the
     run = w.created[f"lcm_lora_{tab}_live_run"]
     assert run.kwargs["visible"] is False
     (request,) = live_events(run, "submit")
-    assert request["fn"] is w.event.fn, "the host's own generation function"
+    assert request["fn"]("a cat", 4) == ("images", "a cat", 4), "the host's own generation function"
     assert request["inputs"] == w.event.inputs and request["outputs"] == w.event.outputs
     assert request["show_progress"] is False and request["api_name"] is False
     assert request["queue"] is False, "one request, not the queue's handshake"
@@ -295,6 +295,18 @@ def test_live_runs_in_the_page_and_watches_the_edits_that_change_the_image(tab):
     assert len(live_events(w.host[f"{tab}_prompt"], "edited")) == 1
     (back,) = live_events(w.created[f"lcm_lora_{tab}_enabled"], "panelSwitched")
     assert back["outputs"] == [switch], "switching the panel off switches Live off"
+
+
+@pytest.mark.parametrize("tab", ["txt2img", "img2img"])
+def test_an_interrupted_live_image_leaves_the_one_on_screen(tab):
+    w = wired(tab)
+    (request,) = live_events(w.created[f"lcm_lora_{tab}_live_run"], "submit")
+    state = w.live_ui.shared.state
+    state.interrupted = False
+    assert request["fn"]("a cat") == ("images", "a cat")
+    state.interrupted = True  # Live cut it short (or was switched off, or the user pressed Interrupt)
+    unchanged = request["fn"]("a cat")
+    assert len(unchanged) == len(w.event.outputs) and all(out == {"__type__": "update"} for out in unchanged)
 
 
 def test_without_the_hosts_generate_event_live_is_not_offered_and_the_console_says_why(capsys):

@@ -107,3 +107,70 @@ test("the panel's own tag at the panel's weight is not a prompt change; another 
     assert.equal(live.normalise("prompt", "a cat <lora:style:1>", STEMS, 1), "a cat <lora:style:1>");
     assert.equal(live.normalise("image", {a: 1}, STEMS, 1), '{"a":1}');
 });
+
+// An image that took `duration` ms, then the next one started at `at` (a seed edit starts at once).
+function timed(duration, at) {
+    const state = started(live.newState());
+    live.react(state, {type: "finished", now: duration});
+    assert.equal(live.react(state, {type: "edit", now: at, name: "seed", value: 1}).start, true);
+    return state;
+}
+
+test("a stale image with more than half of it to go is cut once the edits pause; the new one starts when it ends", () => {
+    const state = timed(2000, 10000);  // images take 2 s; this one runs from 10 000 to ~12 000
+    let todo = live.react(state, {type: "edit", now: 10100, name: "prompt", value: "a dog"});
+    assert.deepEqual(todo, {start: false, startIn: RULES.pauseMs, interrupt: false}, "a tick at the pause");
+    todo = live.react(state, {type: "edit", now: 10200, name: "prompt", value: "a dogs"});
+    assert.equal(todo.startIn, RULES.pauseMs, "typing on moves the pause");
+    assert.equal(live.react(state, {type: "tick", now: 10300}).interrupt, false, "no pause yet");
+    todo = live.react(state, {type: "tick", now: 10200 + RULES.pauseMs});
+    assert.deepEqual(todo, {start: false, startIn: null, interrupt: true});
+    assert.equal(live.react(state, {type: "tick", now: 10500}).interrupt, false, "interrupted once");
+    todo = live.react(state, {type: "finished", now: 10700});
+    assert.equal(todo.start, true, "the edit's image starts as the cut one ends");
+    assert.equal(state.lastDurationMs, 2000, "a cut image's time is not an image's time");
+    assert.equal(state.completed, 1, "a cut image is not a result");
+    assert.equal(state.cuts, 1);
+});
+
+test("no cut for an image past its half, for the first image, or for the image after a cut one", () => {
+    const late = timed(2000, 10000);
+    const todo = live.react(late, {type: "edit", now: 10800, name: "prompt", value: "a dog"});
+    assert.equal(todo.startIn, null, "at the pause it is past its half: it ends sooner than a cut one would");
+    assert.equal(todo.interrupt, false);
+
+    const first = started(live.newState());  // no duration yet
+    assert.equal(live.react(first, {type: "edit", now: 10, name: "prompt", value: "a dog"}).startIn, null);
+    assert.equal(live.react(first, {type: "tick", now: 5000}).interrupt, false);
+
+    const state = timed(2000, 10000);
+    live.react(state, {type: "edit", now: 10100, name: "prompt", value: "a dog"});
+    assert.equal(live.react(state, {type: "tick", now: 10100 + RULES.pauseMs}).interrupt, true);
+    assert.equal(live.react(state, {type: "finished", now: 10500}).start, true);
+    live.react(state, {type: "edit", now: 10600, name: "prompt", value: "a dog!"});
+    assert.equal(live.react(state, {type: "tick", now: 10600 + RULES.pauseMs}).interrupt, false,
+        "the image after a cut one runs to its end, so pausing often still shows images");
+    live.react(state, {type: "finished", now: 12500});
+    live.react(state, {type: "edit", now: 12600, name: "prompt", value: "a dog!!"});
+    assert.equal(live.react(state, {type: "tick", now: 12600 + RULES.pauseMs}).interrupt, true, "and then again");
+});
+
+test("typing on without a pause never cuts: every image while typing is shown", () => {
+    const state = timed(2000, 0);
+    let interrupts = 0;
+    for (let t = 100; t < 20000; t += 125) {  // 8 characters a second
+        interrupts += live.react(state, {type: "edit", now: t, name: "prompt", value: "x".repeat(t)}).interrupt;
+        if (state.running && t - state.startedAt >= 2000) live.react(state, {type: "finished", now: t});
+    }
+    assert.equal(interrupts, 0);
+    assert.equal(state.cuts, 0);
+    assert.ok(state.generations >= 5, String(state.generations));
+    assert.equal(state.completed, state.generations - (state.running ? 1 : 0), "every image started is shown");
+});
+
+test("an image interrupted because Live was switched off does not count as an image's time", () => {
+    const state = timed(2000, 10000);
+    live.react(state, {type: "off"});
+    live.react(state, {type: "finished", now: 10300});
+    assert.equal(state.lastDurationMs, 2000);
+});

@@ -174,3 +174,29 @@ test("a typed edit waiting for a pause keeps its timer through events that chang
     waiting[0].fn();
     assert.equal(p.clicks(), 2, "the pause came: the image starts");
 });
+
+test("a stale image is interrupted once the typing pauses; its end starts the new image and keeps the timing", async () => {
+    const clock = {now: 0};
+    const p = page({clock});
+    switchOn(p);
+    clock.now = 2000;
+    p.live.ended(CONFIG);
+    await flush();
+    assert.equal(p.live.stats("txt2img").lastDurationMs, 2000);
+    p.live.edited(CONFIG, "seed", [7]);  // starts at once
+    p.live.submit(CONFIG, GENERATE_ARGS.slice());
+    clock.now = 2100;
+    p.live.edited(CONFIG, "prompt", ["a cat and a dog"]);
+    const pause = [...p.timers.values()].filter((timer) => timer.ms === p.live.RULES.pauseMs);
+    assert.equal(pause.length, 1);
+    clock.now += p.live.RULES.pauseMs;
+    pause[0].fn();
+    assert.deepEqual(p.log[p.log.length - 1], ["click", "txt2img_interrupt"]);
+    clock.now = 2600;
+    p.live.ended(CONFIG);  // the server answered "no change": the image on screen stays
+    assert.equal(p.clicks(), 3, "the new image starts as the cut one ends");
+    await flush();
+    const stats = p.live.stats("txt2img");
+    assert.equal(stats.cuts, 1);
+    assert.equal(stats.lastDurationMs, 2000, "the cut image's time is not an image's time");
+});
