@@ -20,7 +20,7 @@ from tests.fixtures import taesd
 
 pytestmark = pytest.mark.e2e
 STEPS = 4  # the panel's default: one UNet call per step at CFG 1
-LIVE_SCENARIOS = ("typing", "switchesPanelOn", "img2img", "screenshot")
+LIVE_SCENARIOS = ("typing", "staleCut", "switchesPanelOn", "img2img", "screenshot")
 
 
 def add_taesd_decoder(data_dir):
@@ -71,8 +71,22 @@ def test_rapid_typing_merges_keystrokes_into_fewer_generations_and_never_queues_
     # time allows, 20 of 40 at 64x64 on A1111 1.6.0 here; bench/live_latency.py compares them with clicks.)
     assert s["generations"] < s["keystrokes"], (s["generations"], s["keystrokes"])
     assert s["maxOutstanding"] <= 1, "latest wins: at most one generation in flight, none queued behind it"
-    # The server ran exactly the generations the page started: STEPS UNet calls each at CFG 1.
-    assert s["unetCalls"] == STEPS * s["generations"]
+    # The server ran exactly the generations the page started: STEPS UNet calls each at CFG 1 (an image cut short
+    # as stale stops early: none is while typing on, unless the machine held the keystrokes back for a pause).
+    cuts = s["cuts"]
+    assert STEPS * (s["generations"] - cuts) <= s["unetCalls"] <= STEPS * s["generations"], (s["unetCalls"], cuts)
+
+
+def test_a_stale_image_is_cut_short_once_the_typing_pauses_and_is_never_shown(live_report):
+    s = scenario(live_report, "staleCut")
+    assert s["durationMs"] >= STEPS * 400, "the probe made the images slow"
+    assert s["cuts"] == 1 and s["generations"] == 2, "the seed's image was cut, the word's image ran"
+    assert s["completed"] == 1, "the cut image is not a result"
+    assert STEPS < s["unetCalls"] < 2 * STEPS, "the cut image stopped early; the word's image ran every step"
+    last = infotext_fields(s["last"])
+    assert prompt_of(s["last"]) == s["promptBox"].strip() and last["Seed"] == "4322"
+    stale = [text for text in s["infotexts"] if prompt_of(text) != s["promptBox"].strip()]
+    assert stale == [], "the cut image (the old prompt, the new seed) was never on screen"
 
 
 def test_live_images_keep_one_seed_and_decode_with_taesd(live_report):

@@ -146,6 +146,16 @@ function typingTimes(seen, finalPaintedAt) {
         startedWhileTyping: seen.starts.filter((t) => t >= first && t <= lastKey).length};
 }
 
+// `edit` changes something Live watches; resolves to the infotext once Live has started an image for it and has
+// nothing running or waiting.
+async function editAndSettle(page, tab, edit) {
+    const started = (await liveStats(page, tab)).generations;
+    await edit();
+    await page.waitForFunction(([tab, started]) => lcmLoraLive.stats(tab).generations > started, [tab, started],
+        {timeout: GENERATE_TIMEOUT});
+    return liveSettled(page, tab);
+}
+
 async function typeAtEnd(page, tab, text) {
     const box = page.locator(`#${tab}_prompt textarea`);
     await box.click();
@@ -188,11 +198,42 @@ const scenarios = {
         await typeAtEnd(page, tab, "o");
         const manual = await generate(page, tab);
         return {first, last, promptBox, keystrokes: TYPED.length, typedChars: TYPED,
-            generations: statsAfter.generations - statsBefore.generations, unetCalls: calls,
+            generations: statsAfter.generations - statsBefore.generations, cuts: statsAfter.cuts - statsBefore.cuts,
+            unetCalls: calls,
             maxOutstanding: seen.maxOutstanding, infotexts: seen.infotexts, liveSeed: statsAfter.seed,
             filesBefore, liveFiles, manual, manualUnetCalls: await unetCalls(page), filesAfterManual: outputFiles(),
             statsAfterOff: await liveStats(page, tab), ...typingTimes(seen, finalPaintedAt), gapsMs: statsAfter.gapsMs,
             lastDurationMs: statsAfter.lastDurationMs};
+    },
+
+    // A stale image is cut short: images made slow by the probe (400 ms more per UNet call), a seed edit starts one,
+    // and a word typed right after it makes it stale; once the typing pauses, Live interrupts it (it has more than
+    // half of it to go), it is never shown, and the word's image follows at once.
+    async staleCut(page) {
+        const tab = "txt2img";
+        await startTxt2imgLive(page);
+        const slow = (ms) => page.request.post(new URL("/lcm-test/v1/unet/slow", config.url).href, {data: {ms}});
+        await slow(400);
+        try {
+            await editAndSettle(page, tab, () => setNumber(page, `${tab}_seed`, 4321));  // Live learns the slow time
+            const before = await liveStats(page, tab);
+            await api(page, "post", "/lcm-test/v1/unet/reset");
+            await recordPage(page, tab);
+            const last = await editAndSettle(page, tab, async () => {
+                await setNumber(page, `${tab}_seed`, 4322);  // not typed: starts at once
+                const box = page.locator(`#${tab}_prompt textarea`);
+                await box.click();
+                await page.keyboard.press("End");
+                await page.keyboard.type(" dog", {delay: 20});
+            });
+            const after = await liveStats(page, tab);
+            return {durationMs: before.lastDurationMs, cuts: after.cuts - before.cuts, last,
+                generations: after.generations - before.generations, completed: after.completed - before.completed,
+                unetCalls: await unetCalls(page), infotexts: (await recorded(page)).infotexts,
+                promptBox: await page.locator(`#${tab}_prompt textarea`).inputValue()};
+        } finally {
+            await slow(0);
+        }
     },
 
     // Bench: the typing run again (config.typing.repeats times), Live on with its defaults; right before each, Live
@@ -219,6 +260,7 @@ const scenarios = {
             const finalPaintedAt = await finalImage;
             const after = await liveStats(page, tab);
             runs.push({keystrokes: TYPED.length, generations: after.generations - before.generations,
+                cuts: after.cuts - before.cuts,
                 gapsMs: (after.gapsMs ?? []).slice((before.gapsMs ?? []).length), lastDurationMs: after.lastDurationMs,
                 serverMs: (await api(page, "get", "/lcm-test/v1/timings")).map((timing) => timing.total * 1000),
                 clickMs: clicks, ...typingTimes(await recorded(page), finalPaintedAt)});

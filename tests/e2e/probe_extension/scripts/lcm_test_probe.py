@@ -18,6 +18,8 @@ seconds between the script hooks that bracket each stage (bench/live_latency.py 
 UNet steps), "decode" (post_sample -> postprocess_batch: VAE decode), "finish" (postprocess_batch -> postprocess:
 post-processing and saving), "total" (before_process -> postprocess), and "wall": the wall-clock time
 (time.time()) of before_process and postprocess, to place them among a page's timestamps on the same machine.
+POST /lcm-test/v1/unet/slow {"ms": N} makes every UNet call take N ms longer (0: as it is), so that a test can
+make an image slow enough to be interrupted in the middle (Live's cut of a stale image).
 POST /lcm-test/v1/modules {"names": [class names]} starts counting the forward calls (and output rows) of every
 module of those classes, e.g. a neighbour extension's ControlNet or motion modules, and GET returns the counts.
 """
@@ -26,6 +28,7 @@ import time
 from modules import script_callbacks, scripts, shared
 
 COUNTS = {"calls": 0, "rows": 0, "timesteps": []}
+SLOW = {"ms": 0}
 TIMINGS = []
 _MARKS = {}
 _STAGES = (("prompts", "before_process_batch", "process_batch"), ("sampling", "process_batch", "post_sample"),
@@ -42,6 +45,8 @@ def _count(_module, args, kwargs):
     COUNTS["rows"] += int(x.shape[0])
     if timesteps is not None:
         COUNTS["timesteps"].append(round(float(timesteps.flatten()[0]), 3))
+    if SLOW["ms"]:
+        time.sleep(SLOW["ms"] / 1000)
 
 
 def _count_module(module, _args, output):
@@ -117,6 +122,10 @@ def _routes(_demo, app):
     def reset():
         COUNTS.update(calls=0, rows=0, timesteps=[])
         return COUNTS
+
+    def slow(body: dict):
+        SLOW["ms"] = max(0, int(body.get("ms", 0)))
+        return SLOW
 
     def xyz_axes(is_img2img: bool = False):
         for data in scripts.scripts_data:
@@ -204,6 +213,7 @@ def _routes(_demo, app):
     app.add_api_route("/lcm-test/v1/xyz-axes", xyz_axes, methods=["GET"])
     app.add_api_route("/lcm-test/v1/xyz-run-params", xyz_run_params, methods=["GET"])
     app.add_api_route("/lcm-test/v1/unet/reset", reset, methods=["POST"])
+    app.add_api_route("/lcm-test/v1/unet/slow", slow, methods=["POST"])
 
 
 script_callbacks.on_app_started(_routes)
