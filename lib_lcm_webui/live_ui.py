@@ -12,6 +12,7 @@ slow live image shows the host's progress bar (javascript/lcm_lora_host.js).
 """
 from __future__ import annotations
 
+import functools
 import json
 
 from modules import shared
@@ -81,6 +82,8 @@ def _shown_unless_interrupted(generate: host_page.HostEvent):
     moment between: then the interrupted image is shown, as a click shows it)."""
     unchanged = tuple({"__type__": "update"} for _ in generate.outputs)  # gr.update() on gradio 3.41 and 4
 
+    # wraps: gradio reads the host function's signature (through __wrapped__) to pass it the request.
+    @functools.wraps(generate.fn)
     def live_generation(*args):
         result = generate.fn(*args)
         return unchanged if shared.state.interrupted else result

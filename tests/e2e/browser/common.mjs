@@ -61,6 +61,7 @@ export async function runScenarios(scenarios, defaults, onError) {
             const started = Date.now();
             let opened;
             try {
+                if (typeof run !== "function") throw new Error(`no scenario named ${name} in this script`);
                 opened = await newPage(context);
                 const result = await run(opened.page, context);
                 const pageErrors = [...opened.pageErrors, ...(result.pageErrors ?? [])];
