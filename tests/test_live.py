@@ -3,6 +3,7 @@
 tests/e2e/test_browser_live.py."""
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import threading
@@ -208,7 +209,7 @@ def host_generate_event(host, tab, inputs, layout="gradio3"):
     generate._id = 101
     outputs = [host.gr.HTML(elem_id=elem) for elem in (f"{tab}_gallery", f"generation_info_{tab}",
                                                        f"html_info_{tab}", f"html_log_{tab}")]
-    function = types.SimpleNamespace(fn=lambda *args: ("images", *args), inputs=inputs, outputs=outputs,
+    function = types.SimpleNamespace(fn=lambda id_task, *args: ("images", id_task, *args), inputs=inputs, outputs=outputs,
                                      js="submit", targets=[(generate._id, "click")])
     # Another button's click; on the Forges, their built-in extensions' own clicks on Generate (before the host's).
     other = types.SimpleNamespace(fn=None, inputs=[], outputs=[], js=None, targets=[(7, "click")])
@@ -266,6 +267,8 @@ def test_a_live_image_is_the_tabs_own_generation_on_the_panels_hidden_button_the
     assert run.kwargs["visible"] is False
     (request,) = live_events(run, "submit")
     assert request["fn"]("a cat", 4) == ("images", "a cat", 4), "the host's own generation function"
+    # gradio passes the host its request (A1111: txt2img(id_task, request: gr.Request, *args)) by its signature.
+    assert inspect.signature(request["fn"]) == inspect.signature(w.event.fn)
     assert request["inputs"] == w.event.inputs and request["outputs"] == w.event.outputs
     assert request["show_progress"] is False and request["api_name"] is False
     assert request["queue"] is False, "one request, not the queue's handshake"
