@@ -104,12 +104,10 @@ var lcmLoraLive = (function() {
         } else if (event.type === "finished") {
             if (!state.running) return todo;
             state.running = false;
+            state.completed += 1;  // ended, shown or cut: generations - completed are in flight
             state.lastCut = state.cut;
             state.cut = false;
-            if (!state.lastCut) {
-                state.completed += 1;
-                state.lastDurationMs = event.now - state.startedAt;  // until it is painted
-            }
+            if (!state.lastCut) state.lastDurationMs = event.now - state.startedAt;  // until it is painted
         } else if (event.type === "painted") {
             if (!event.cut) state.lastDurationMs = event.now - event.startedAt;
         }
