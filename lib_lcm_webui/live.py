@@ -17,6 +17,7 @@ loads one there too.
 """
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class _DecoderLoad:
 _loads: dict[str, _DecoderLoad] = {}
 _notes: dict[str, str] = {}  # the latest fast-decode problem per TAESD model, for the panel's status line
 _lock = threading.Lock()
+# The task ids of the latest live images that were interrupted (a few: each is taken once by its request).
+_interrupted: collections.deque = collections.deque(maxlen=8)
 
 
 def is_random_seed(seed) -> bool:
@@ -144,3 +147,22 @@ def fast_decode_note() -> str | None:
     key = taesd.taesd_model_key(shared.sd_model)
     return _notes.get(key if key is not None else "")
 
+
+def note_if_interrupted() -> None:
+    """Script hook part (postprocess) for a live generation: when the host was interrupted during it, remember its
+    task id (the host's `state.job`, the request's first argument) for the live request's answer
+    (live_ui: an interrupted live image leaves the one on screen). It is noted here because the host resets its
+    `interrupted` flag as soon as its call returns, before the request's answer is made."""
+    state = shared.state
+    if getattr(state, "interrupted", False) and getattr(state, "job", ""):
+        with _lock:
+            _interrupted.append(state.job)
+
+
+def take_interrupted(task_id) -> bool:
+    """Whether the live image of this task id was interrupted (once: the note is taken)."""
+    with _lock:
+        if task_id in _interrupted:
+            _interrupted.remove(task_id)
+            return True
+    return False

@@ -15,9 +15,8 @@ from __future__ import annotations
 import functools
 import json
 
-from modules import shared
-
 from lib_lcm.weights.registry import stems
+from lib_lcm_webui import live
 from lib_lcm_webui.compat import host_page
 from lib_lcm_webui.console import say_once
 
@@ -77,16 +76,15 @@ def wire_live(tab: str, components: dict) -> None:
 def _shown_unless_interrupted(generate: host_page.HostEvent):
     """The tab's generation for a live request. An interrupted live image (Live cut it short because edits made it
     stale, Live was switched off, or the user pressed Interrupt) answers "no change" for every output: the image
-    on screen stays until the next one, instead of a half-denoised one in between. The host resets `interrupted`
-    when its next generation begins, so it still describes this one here (unless another request began in the
-    moment between: then the interrupted image is shown, as a click shows it)."""
+    on screen stays until the next one, instead of a half-denoised one in between. The generation notes that it
+    was interrupted under its task id, the request's first argument (live.note_if_interrupted)."""
     unchanged = tuple({"__type__": "update"} for _ in generate.outputs)  # gr.update() on gradio 3.41 and 4
 
     # wraps: gradio reads the host function's signature (through __wrapped__) to pass it the request.
     @functools.wraps(generate.fn)
     def live_generation(*args):
         result = generate.fn(*args)
-        return unchanged if shared.state.interrupted else result
+        return unchanged if args and live.take_interrupted(args[0]) else result
 
     return live_generation
 

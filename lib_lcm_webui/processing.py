@@ -81,6 +81,13 @@ def process(p, sd_model):
         defer_failure_to_sampler(p, str(e))
 
 
+def postprocess(p):
+    """Script hook: a live image notes whether it was interrupted (its request then leaves the image on screen)."""
+    state = generation_state(p)
+    if state.settings is not None and state.settings.live:
+        live.note_if_interrupted()
+
+
 def settings_for(p, args) -> LcmSettings:
     """The panel's/API's args, settings-page defaults for what is left out, X/Y/Z-axis overrides on top. A family
     axis brings the family's own steps, CFG and weight, unless an axis sets them too."""

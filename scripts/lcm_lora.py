@@ -32,6 +32,9 @@ class LcmLoraScript(scripts.Script):
     def process_batch(self, p, *args, **kwargs):
         processing.check_lora_modules(p)
 
+    def postprocess(self, p, processed, *args):
+        processing.postprocess(p)
+
 
 def _on_before_ui():
     samplers.register_samplers()

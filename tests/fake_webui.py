@@ -247,7 +247,7 @@ def _shared_module(sd_model, opts):
     shared.opts.add_option = lambda key, info: shared.opts.added.__setitem__(key, info)
     shared.OptionInfo = lambda default, label, component=None, component_args=None, **kw: types.SimpleNamespace(
         default=default, label=label, component=component, component_args=component_args, **kw)
-    shared.state = types.SimpleNamespace(textinfo="", interrupted=False)
+    shared.state = types.SimpleNamespace(textinfo="", interrupted=False, job="")
     shared.cmd_opts = types.SimpleNamespace(lora_dir="")
     return shared
 

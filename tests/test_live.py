@@ -304,12 +304,36 @@ def test_live_runs_in_the_page_and_watches_the_edits_that_change_the_image(tab):
 def test_an_interrupted_live_image_leaves_the_one_on_screen(tab):
     w = wired(tab)
     (request,) = live_events(w.created[f"lcm_lora_{tab}_live_run"], "submit")
-    state = w.live_ui.shared.state
-    state.interrupted = False
-    assert request["fn"]("a cat") == ("images", "a cat")
-    state.interrupted = True  # Live cut it short (or was switched off, or the user pressed Interrupt)
-    unchanged = request["fn"]("a cat")
+    live, state = w.live_ui.live, w.live_ui.live.shared.state
+    # The host's generation of task(cut) was interrupted (Live cut it short, was switched off, or the user pressed
+    # Interrupt): the postprocess hook notes it; the host resets its flag when its call returns.
+    state.interrupted, state.job = True, "task(cut)"
+    live.note_if_interrupted()
+    state.interrupted, state.job = False, ""
+    assert request["fn"]("task(next)") == ("images", "task(next)"), "another request's image is shown"
+    unchanged = request["fn"]("task(cut)")
     assert len(unchanged) == len(w.event.outputs) and all(out == {"__type__": "update"} for out in unchanged)
+    assert request["fn"]("task(cut)") == ("images", "task(cut)"), "the note is taken once"
+
+
+def test_only_a_live_generation_notes_that_it_was_interrupted(tmp_path):
+    with live_host(tmp_path) as env:
+        from lib_lcm_webui import processing
+
+        state = env.host.shared.state
+        state.interrupted, state.job = True, "task(a)"
+        for args, task in (([{"enabled": True}], "task(a)"), ([{"live": True}], "task(b)")):
+            state.job = task
+            p = LiveP()
+            processing.before_process(p, args)
+            processing.postprocess(p)
+        assert env.live.take_interrupted("task(a)") is False, "a click's image is the host's to show"
+        assert env.live.take_interrupted("task(b)") is True
+        state.interrupted = False
+        p = LiveP()
+        processing.before_process(p, [{"live": True}])
+        processing.postprocess(p)
+        assert env.live.take_interrupted("task(b)") is False
 
 
 def test_without_the_hosts_generate_event_live_is_not_offered_and_the_console_says_why(capsys):
