@@ -41,6 +41,34 @@ SD_ARCHITECTURES = (
     "sdxl-refiner",
 )
 ARCHITECTURES = (*SD_ARCHITECTURES, "mugen", *DIT_FAMILIES, "unknown")
+# How the panel, the API and the CLI name each label to a user.
+ARCHITECTURE_NAMES = {
+    "sd1": "SD 1.x",
+    "sd1-inpaint": "SD 1.x inpainting",
+    "sd2": "SD 2.x",
+    "sdxl": "SDXL",
+    "sdxl-inpaint": "SDXL inpainting",
+    "ssd1b": "SSD-1B",
+    "sdxl-refiner": "SDXL refiner",
+    "mugen": "Mugen",
+    "flux": "Flux.1",
+    "flux2": "Flux.2",
+    "chroma": "Chroma",
+    "sd3": "SD 3",
+    "lumina2": "Lumina 2",
+    "z-image": "Z-Image",
+    "wan": "Wan 2.1",
+    "qwen-image": "Qwen-Image",
+    "anima": "Anima",
+    "krea2": "Krea 2",
+    "ernie-image": "ERNIE-Image",
+    "pid": "PiD",
+    "unknown": "an unrecognised architecture",
+}
+
+
+def architecture_name(label: str) -> str:
+    return ARCHITECTURE_NAMES.get(label, label)
 
 _UNET_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 

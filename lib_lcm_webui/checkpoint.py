@@ -8,30 +8,6 @@ from dataclasses import dataclass
 from lib_lcm import architecture
 from lib_lcm.weights import registry
 
-ARCHITECTURE_NAMES = {
-    "sd1": "SD 1.x",
-    "sd1-inpaint": "SD 1.x inpainting",
-    "sd2": "SD 2.x",
-    "sdxl": "SDXL",
-    "sdxl-inpaint": "SDXL inpainting",
-    "ssd1b": "SSD-1B",
-    "sdxl-refiner": "SDXL refiner",
-    "mugen": "Mugen",
-    "flux": "Flux.1",
-    "flux2": "Flux.2",
-    "chroma": "Chroma",
-    "sd3": "SD 3",
-    "lumina2": "Lumina 2",
-    "z-image": "Z-Image",
-    "wan": "Wan 2.1",
-    "qwen-image": "Qwen-Image",
-    "anima": "Anima",
-    "krea2": "Krea 2",
-    "ernie-image": "ERNIE-Image",
-    "pid": "PiD",
-    "unknown": "an unrecognised architecture",
-}
-
 # The family the host's own model detection found, by the class of its result (`sd_model.model_config`, a
 # huggingface_guess `model_list` class on Forge 2.x and Forge Neo), for files without a readable header (.gguf,
 # .ckpt). Checked before the A1111 flags: Neo's Mugen engine sets `is_sdxl` for the WebUI's sake.
@@ -66,7 +42,7 @@ class CheckpointVariant:
 
     @property
     def family(self) -> str:
-        return ARCHITECTURE_NAMES.get(self.architecture, self.architecture)
+        return architecture.architecture_name(self.architecture)
 
     def unsupported_message(self) -> str:
         return (

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import gradio as gr
 from modules import sd_models, shared
 
+from lib_lcm.architecture import architecture_name
 from lib_lcm.families import DEFAULT_FAMILY, family_key
 from lib_lcm.params import SAMPLERS_BY_RECIPE
 from lib_lcm.recipes import RECIPES
@@ -17,7 +18,7 @@ from lib_lcm.weights.errors import WeightsError
 from lib_lcm.weights.lora_files import weights_status
 from lib_lcm.weights.progress import progress_text
 from lib_lcm_webui import live
-from lib_lcm_webui.checkpoint import ARCHITECTURE_NAMES, detect_loaded_checkpoint
+from lib_lcm_webui.checkpoint import detect_loaded_checkpoint
 from lib_lcm_webui.compat import forge
 from lib_lcm_webui.download_guard import DownloadRunning, exclusive_download
 
@@ -111,7 +112,7 @@ def status_html(status: PanelStatus) -> str:
             attrs += f' data-lcm-sampler="{html.escape(SAMPLERS_BY_RECIPE[status.recipe])}"'
     parts = []
     if status.checkpoint:
-        family = ARCHITECTURE_NAMES.get(status.architecture or "", status.architecture or "")
+        family = architecture_name(status.architecture or "")
         parts.append(f"Checkpoint <b>{html.escape(status.checkpoint)}</b> ({html.escape(family)})")
     description = _describe(status, stem)
     if description:

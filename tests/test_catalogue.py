@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
+from lib_lcm.architecture import architecture_name
 from lib_lcm.families import FAMILIES, FAMILY_KEYS, family_key
 from lib_lcm.recipes import RECIPES
 from lib_lcm.weights import catalogue
@@ -139,7 +141,8 @@ def test_select_entry_picks_the_file_for_the_step_count(shipped, family, archite
 @pytest.mark.parametrize(("family", "architecture"), [("lightning", "sd1"), ("dmd2", "sd1-inpaint"),
                                                       ("hyper", "ssd1b"), ("tcd", "sd2")])
 def test_a_family_without_a_file_for_the_architecture_says_so(shipped, family, architecture):
-    with pytest.raises(catalogue.NoFileForArchitecture, match=f"has no file for {architecture} checkpoints") as e:
+    name = architecture_name(architecture)  # "SD 1.x", never the label "sd1"
+    with pytest.raises(catalogue.NoFileForArchitecture, match=f"has no file for {re.escape(name)} checkpoints") as e:
         catalogue.select_entry(shipped, family, architecture, 4)
     assert "it has files for: " in str(e.value) and "pick another family" in str(e.value)
 
@@ -250,7 +253,7 @@ def test_cli_downloads_a_familys_file_for_a_step_count(lightning_site):
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["--family", "lightning", "--arch", "sd1"], "SDXL-Lightning has no file for sd1 checkpoints"),
+    (["--family", "lightning", "--arch", "sd1"], "SDXL-Lightning has no file for SD 1.x checkpoints (it has files for: SDXL)"),
     (["--steps", "4"], "--steps and --arch choose among a family's files: add --family"),
     (["--family", "turbo"], "invalid choice: 'turbo'"),
     (["--family", "lightning", "--steps", "0"], "--steps must be at least 1"),

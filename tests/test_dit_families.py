@@ -122,10 +122,10 @@ def test_with_such_a_checkpoint_loaded_the_status_and_a_generation_say_what_lcm_
         from lib_lcm_webui import checkpoint, processing, status
         from lib_lcm_webui.state import LcmLoraError
 
-        family = checkpoint.ARCHITECTURE_NAMES[label]
+        family = architecture.ARCHITECTURE_NAMES[label]
         found = checkpoint.detect_loaded_checkpoint(loaded(path))
         assert (found.architecture, found.variant, found.stem) == (label, None, None)
-        assert found.family == family and family != checkpoint.ARCHITECTURE_NAMES["unknown"]
+        assert found.family == family and family != architecture.ARCHITECTURE_NAMES["unknown"]
         line = status.status_html(status.panel_status(loaded(path), tmp_path / "Lora"))
         with pytest.raises(LcmLoraError) as raised:
             processing.supported_checkpoint(loaded(path))

@@ -123,7 +123,7 @@ def test_lcm_lora_callers_get_todays_infotext(host, tmp_path, fetched):
 def test_an_sdxl_only_family_on_sd15_says_so(host, tmp_path, fetched, family):
     p = generate(host, checkpoint(tmp_path, is_sd1=True), [{"enabled": True, "family": family}])
     error = host.state.generation_state(p).error
-    assert "'my-model' is SD 1.x" in error and "has no file for sd1 checkpoints" in error
+    assert "'my-model' is SD 1.x" in error and "has no file for SD 1.x checkpoints" in error
     assert "pick another family" in error and fetched.calls == [] and p.all_prompts == ["a cat"]
 
 

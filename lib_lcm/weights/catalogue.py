@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lib_lcm.architecture import architecture_name
 from lib_lcm.families import FAMILY_LABELS
 from lib_lcm.weights.registry import Registry, WeightsEntry
 
@@ -56,9 +57,9 @@ def select_entry(registry: Registry, family: str, architecture: str, steps: int)
 
 def no_file_message(registry: Registry, family: str, architecture: str) -> str:
     label = FAMILY_LABELS.get(family, family)
-    others = ", ".join(architectures_of(registry, family)) or "none"
-    return (f"{label} has no file for {architecture} checkpoints (it has files for: {others}); load such a "
-            f"checkpoint or pick another family")
+    others = ", ".join(map(architecture_name, architectures_of(registry, family))) or "none"
+    return (f"{label} has no file for {architecture_name(architecture)} checkpoints (it has files for: {others}); "
+            f"load such a checkpoint or pick another family")
 
 
 def steps_warning(entry: WeightsEntry, steps: int) -> str | None:

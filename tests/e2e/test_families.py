@@ -112,7 +112,7 @@ def test_hyper_cfg_runs_cond_and_uncond_at_its_guidance(families):
 
 @pytest.mark.parametrize("family", ["lightning", "dmd2"])
 def test_an_sdxl_only_family_on_sd15_says_so(families, family):
-    with pytest.raises(Exception, match="has no file for sd1 checkpoints") as error:
+    with pytest.raises(Exception, match="has no file for SD 1.x checkpoints") as error:
         generate(families["client"], **with_checkpoint(families["sd1"]), **lcm(family=family))
     assert "422" in str(error.value) and "pick another family" in str(error.value)
 
