@@ -14,8 +14,9 @@ from PIL import Image
 from lib_lcm.safetensors_header import read_header
 from lib_lcm.schedules import lcm_timesteps
 from lib_lcm.weights.verification import lora_modules
-from tests.e2e.conftest import family_checkpoint, hires_upscaler, sdxl_size_args
+from tests.e2e.conftest import family_checkpoint, hires_upscaler, host_loads_ssd1b, sdxl_size_args
 from tests.e2e.test_lcm_webui import generate, infotext_prompt, lcm, with_checkpoint
+from tests.e2e.webui import WebUIError
 
 pytestmark = pytest.mark.e2e
 
@@ -152,3 +153,17 @@ def test_inpainting_runs_lcm_with_the_hosts_mask_blending(request, family, only_
     # Outside the mask (and its blur) the host keeps the original; inside, LCM painted something new.
     assert np.abs(pixels[:8, :8] - original[:8, :8]).max() <= 2
     assert np.abs(pixels[24:40, 24:40] - original[24:40, 24:40]).mean() > 5
+
+
+def test_a_host_without_ssd1b_in_its_model_list_refuses_it(sdxl_webui, tiny_webui_models, webui_installation):
+    """Forge Classic and Forge Neo (docs/compatibility.md, note 16): the host's own loader refuses SSD-1B, with
+    LCM-LoRA off and the host's own sampler, so the SSD-1B cases skip there as a host limitation. Fails when such a
+    host learns SSD-1B: then its SSD-1B cases run."""
+    if host_loads_ssd1b(webui_installation):
+        pytest.skip("this host's model list has SSD-1B: its SSD-1B cases run instead")
+    checkpoint = tiny_webui_models["family_checkpoints"].get("ssd1b")
+    if checkpoint is None:
+        pytest.skip("no ssd1b checkpoint: build it with `python -m tests.fixtures.full_width --family ssd1b`")
+    with pytest.raises(WebUIError, match="HTTP 500") as refused:
+        generate(sdxl_webui, sampler_name="Euler", steps=4, **with_checkpoint(checkpoint.stem))
+    assert "Failed to recognize model" in str(refused.value) or "set_manual_cast" in str(refused.value)
