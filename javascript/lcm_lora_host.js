@@ -32,11 +32,6 @@ var lcmLoraHost = (function() {
         return /VAE Decoder: TAESD/.test(text) ? "TAESD" : "full";
     }
 
-    function interrupt(tab) {
-        var button = element(tab + "_interrupt");
-        if (button) button.click();
-    }
-
     function click(id) {
         var button = element(id);
         if (button) button.click();
@@ -135,7 +130,6 @@ var lcmLoraHost = (function() {
         element: element,
         infotext: infotext,
         decoder: decoder,
-        interrupt: interrupt,
         click: click,
         submitQuietly: submitQuietly,
         showRunning: showRunning,

@@ -21,7 +21,8 @@
 // A live image is a request of this extension's own (lib_lcm_webui/live_ui.py): a click on the panel's hidden
 // button, whose gradio event is the tab's own generation; `submit` below fills its arguments (the host's submit
 // function, with the live args set), `ended` runs when its result arrives (the event's `.then`): no polling
-// timer, no minimum duration. The server's part (not saved, batch size 1, no per-step previews, TAESD decode):
+// timer, no minimum duration. A cut is a click on another hidden button, whose event interrupts the host only
+// while it still runs that image's task (`cutTask`). The server's part (not saved, batch size 1, no per-step previews, TAESD decode):
 // lib_lcm_webui/live.py. What is known of the host's page: lcm_lora_host.js. The part above "the page" is pure
 // and tested with node --test (tests/js/live_logic.test.mjs); the page part too, with a stand-in host
 // (tests/js/live_page.test.mjs).
@@ -179,7 +180,7 @@ var lcmLoraLive = (function() {
             clearTimeout(t.timer);
             t.timer = null;
         }
-        if (todo.interrupt) host().interrupt(t.config.tab);
+        if (todo.interrupt && t.request) host().click(t.config.ids.live_cut);  // cutTask names the image
         if (todo.startIn !== null) {
             t.timer = setTimeout(function() {
                 apply(t, react(t.state, {type: "tick", now: Date.now()}));
@@ -214,6 +215,13 @@ var lcmLoraLive = (function() {
         request.args[config.args.live_seed] = t.state.seed;
         t.request = request;
         return request.args;
+    }
+
+    // gradio `_js` of the cut (args: the hidden task-id box): the task id of the running live image; the server
+    // interrupts the host only while it runs that task, never the image started after it.
+    function cutTask(config) {
+        var t = tabOf(config);
+        return [t.request && t.request.id ? t.request.id : ""];
     }
 
     // gradio `_js` of the live request's `.then`: its result has arrived (or it failed).
@@ -290,6 +298,7 @@ var lcmLoraLive = (function() {
         panelSwitched: panelSwitched,
         edited: edited,
         submit: submit,
+        cutTask: cutTask,
         ended: ended,
         stats: stats,
     });

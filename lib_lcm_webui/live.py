@@ -166,3 +166,14 @@ def take_interrupted(task_id) -> bool:
             _interrupted.remove(task_id)
             return True
     return False
+
+
+def interrupt_task(task_id) -> None:
+    """The page's cut of its own running live image (a stale one, or Live switched off): the host is interrupted
+    only while that task is its job. A click on the host's Interrupt button instead could arrive after the stale
+    image ended and stop the image started next, the one the user waits for (seen in the bench: the final
+    prompt's image stopped at its first step). Between the check and the interrupt another job could begin only
+    within those two statements."""
+    state = shared.state
+    if task_id and getattr(state, "job", "") == task_id:
+        state.interrupt()

@@ -22,6 +22,8 @@ from lib_lcm_webui.console import say_once
 
 LIVE_SWITCH = "live_switch"  # the panel's Live switch: page state, not a script arg
 LIVE_RUN = "live_run"  # the hidden button the page clicks for a live image
+LIVE_CUT = "live_cut"  # the hidden button the page clicks to interrupt its own running live image
+LIVE_CUT_TASK = "live_cut_task"  # hidden: that image's task id, set by the page
 LIVE_REQUEST = ("live", "live_seed")  # script args only the page sets, per request (never shown)
 # The panel's values that change a live image.
 LIVE_PANEL_EDITS = ("family", "steps", "cfg_scale", "weight", "mode", "gamma", "fast_decode")
@@ -35,7 +37,7 @@ def live_config(tab: str, watched, components: dict, generate: host_page.HostEve
     of the panel's parts it clicks, the host's submit function and where the live args sit in its arguments."""
     request = {key: generate.inputs.index(components[key]) for key in LIVE_REQUEST}
     return {"tab": tab, "watched": list(watched), "stems": list(stems()),
-            "ids": {key: components[key].elem_id for key in (LIVE_RUN, "refresh")},
+            "ids": {key: components[key].elem_id for key in (LIVE_RUN, LIVE_CUT, "refresh")},
             "submit": generate.js, "args": request}
 
 
@@ -65,6 +67,7 @@ def wire_live(tab: str, components: dict) -> None:
     watched = {**{key: components[key] for key in LIVE_PANEL_EDITS}, **host}
     config = live_config(tab, watched, components, generate)
     _wire_request(components[LIVE_RUN], generate, config)
+    _wire_cut(components[LIVE_CUT], components[LIVE_CUT_TASK], config)
     switch, enabled = components[LIVE_SWITCH], components["enabled"]
     quiet = {"fn": None, "show_progress": False}
     switch.change(_js=_js("switched", config), inputs=[switch, *watched.values()], outputs=[enabled], **quiet)
@@ -98,3 +101,10 @@ def _wire_request(run, generate: host_page.HostEvent, config: dict) -> None:
     request = run.click(fn=_shown_unless_interrupted(generate), _js=_js("submit", config), inputs=generate.inputs, outputs=generate.outputs,
                         show_progress=False, api_name=False, queue=False)
     request.then(fn=None, _js=_js("ended", config), inputs=[], outputs=[], show_progress=False)
+
+
+def _wire_cut(cut, task, config: dict) -> None:
+    """The page's cut of its running live image: the task id of that image (set by the page), and the host is
+    interrupted only while it runs that task (live.interrupt_task)."""
+    cut.click(fn=live.interrupt_task, _js=_js("cutTask", config), inputs=[task], outputs=[], show_progress=False,
+              api_name=False, queue=False)

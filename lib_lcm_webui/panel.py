@@ -30,7 +30,7 @@ from lib_lcm.params import (
 from lib_lcm.weights import registry
 from lib_lcm_webui import live_ui, settings
 from lib_lcm_webui.compat import host_page
-from lib_lcm_webui.live_ui import LIVE_REQUEST, LIVE_RUN, LIVE_SWITCH
+from lib_lcm_webui.live_ui import LIVE_CUT, LIVE_CUT_TASK, LIVE_REQUEST, LIVE_RUN, LIVE_SWITCH
 from lib_lcm_webui.status import PLACEHOLDER, on_download_click, refresh_status, status_html
 
 # The host's controls the page logic switches (host_page.HOST_CONTROLS; those the tab has: hires controls exist in
@@ -115,6 +115,8 @@ def _panel_controls(tab, values, components):
         for key in LIVE_REQUEST:
             components[key] = _component(PARAMS_BY_KEY[key], tab, PARAMS_BY_KEY[key].default)
         components[LIVE_RUN] = gr.Button("Live image", visible=False, elem_id=elem_id(tab, LIVE_RUN))
+        components[LIVE_CUT] = gr.Button("Stop live image", visible=False, elem_id=elem_id(tab, LIVE_CUT))
+        components[LIVE_CUT_TASK] = gr.Textbox("", visible=False, elem_id=elem_id(tab, LIVE_CUT_TASK))
     with gr.Row(elem_classes=["lcm-lora-row"]):
         components["status"] = gr.HTML(value=status_html(PLACEHOLDER), elem_id=elem_id(tab, "status"))
         download = gr.Button("Download LCM-LoRA", visible=False, elem_id=elem_id(tab, "download"),

@@ -279,8 +279,15 @@ def test_a_live_image_is_the_tabs_own_generation_on_the_panels_hidden_button_the
     live, live_seed = w.created[f"lcm_lora_{tab}_live"], w.created[f"lcm_lora_{tab}_live_seed"]
     assert w.event.inputs[config["args"]["live"]] is live and w.event.inputs[config["args"]["live_seed"]] is live_seed
     assert live.kwargs["visible"] is False and live_seed.kwargs["visible"] is False, "set by the page, per request"
-    assert config["ids"] == {"live_run": f"lcm_lora_{tab}_live_run", "refresh": f"lcm_lora_{tab}_refresh"}
+    assert config["ids"] == {"live_run": f"lcm_lora_{tab}_live_run", "live_cut": f"lcm_lora_{tab}_live_cut",
+                             "refresh": f"lcm_lora_{tab}_refresh"}
     assert config_of(back["_js"]) == config
+    cut = w.created[f"lcm_lora_{tab}_live_cut"]
+    (interrupt,) = live_events(cut, "cutTask")
+    task = w.created[f"lcm_lora_{tab}_live_cut_task"]
+    assert interrupt["inputs"] == [task] and interrupt["outputs"] == [] and interrupt["queue"] is False
+    assert cut.kwargs["visible"] is False and task.kwargs["visible"] is False
+    assert config_of(interrupt["_js"]) == config
 
 
 @pytest.mark.parametrize("tab", ["txt2img", "img2img"])
@@ -314,6 +321,18 @@ def test_an_interrupted_live_image_leaves_the_one_on_screen(tab):
     unchanged = request["fn"]("task(cut)")
     assert len(unchanged) == len(w.event.outputs) and all(out == {"__type__": "update"} for out in unchanged)
     assert request["fn"]("task(cut)") == ("images", "task(cut)"), "the note is taken once"
+
+
+def test_the_cut_interrupts_the_host_only_while_it_runs_that_task(tmp_path):
+    with live_host(tmp_path) as env:
+        state = env.host.shared.state
+        calls = []
+        state.interrupt = lambda: calls.append(state.job)
+        for job in ("task(stale)", "task(next)", ""):  # the stale image, the image started after it, nothing
+            state.job = job
+            env.live.interrupt_task("task(stale)")
+        env.live.interrupt_task("")
+    assert calls == ["task(stale)"]
 
 
 def test_only_a_live_generation_notes_that_it_was_interrupted(tmp_path):

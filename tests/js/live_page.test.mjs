@@ -11,7 +11,8 @@ const FILES = ["lcm_lora_host.js", "lcm_lora_live.js", "lcm_lora_prompt.js"];  /
 const STEMS = ["lcm-lora-sdv1-5"];
 // What lib_lcm_webui.live_ui.live_config sends (tests/test_live.py checks the Python side).
 const CONFIG = {tab: "txt2img", watched: ["prompt", "seed", "weight", "fast_decode"], stems: STEMS,
-    ids: {live_run: "lcm_lora_txt2img_live_run", refresh: "lcm_lora_txt2img_refresh"}, submit: "submit",
+    ids: {live_run: "lcm_lora_txt2img_live_run", live_cut: "lcm_lora_txt2img_live_cut", refresh: "lcm_lora_txt2img_refresh"},
+    submit: "submit",
     args: {live: 5, live_seed: 6}};
 const GENERATE_ARGS = ["", "a cat", "", 1234, 1, false, -1, "gallery", "info"];  // id, inputs..., outputs
 
@@ -135,14 +136,18 @@ test("a slow live image shows the host's progress bar and Interrupt button until
     assert.equal(p.progressBar.style.display, "none", "the bar goes with the result, not at the host's next poll");
 });
 
-test("switching Live off interrupts the running image; its end starts nothing", () => {
+test("switching Live off interrupts the running image (that task only); its end starts nothing", () => {
     const p = page();
     switchOn(p);
     p.live.edited(CONFIG, "prompt", ["a dog"]);
     p.live.switched(CONFIG, [false, "a dog", 1234, 1, true]);
-    assert.deepEqual(p.log[p.log.length - 1], ["click", "txt2img_interrupt"]);
+    assert.deepEqual(p.log[p.log.length - 1], ["click", CONFIG.ids.live_cut]);
+    assert.deepEqual([...p.live.cutTask(CONFIG, [""])], ["task(abc)"], "the cut names the running image's task");
     p.live.ended(CONFIG);
     assert.equal(p.clicks(), 1);
+    assert.deepEqual([...p.live.cutTask(CONFIG, [""])], [""], "no image running: a cut names none");
+    assert.ok(!p.log.some(([kind, id]) => kind === "click" && id === "txt2img_interrupt"),
+        "never the host's Interrupt, which would stop whatever runs by then");
 });
 
 test("Fast decode on, but the image was decoded with the full VAE: the status line is fetched", async () => {
@@ -191,7 +196,8 @@ test("a stale image is interrupted once the typing pauses; its end starts the ne
     assert.equal(pause.length, 1);
     clock.now += p.live.RULES.pauseMs;
     pause[0].fn();
-    assert.deepEqual(p.log[p.log.length - 1], ["click", "txt2img_interrupt"]);
+    assert.deepEqual(p.log[p.log.length - 1], ["click", CONFIG.ids.live_cut]);
+    assert.deepEqual([...p.live.cutTask(CONFIG, [""])], ["task(abc)"]);
     clock.now = 2600;
     p.live.ended(CONFIG);  // the server answered "no change": the image on screen stays
     assert.equal(p.clicks(), 3, "the new image starts as the cut one ends");
