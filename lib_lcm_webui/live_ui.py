@@ -98,8 +98,8 @@ def _wire_request(run, generate: host_page.HostEvent, config: dict) -> None:
     handshake (join, hash, estimation, data, start: ~170 ms of a 64x64 image's ~0.9 s on A1111 1.10.1, measured
     in the page); the host's generation takes its own lock (`queue_lock`), so a click on Generate still waits for
     a live image and the reverse."""
-    request = run.click(fn=_shown_unless_interrupted(generate), _js=_js("submit", config), inputs=generate.inputs, outputs=generate.outputs,
-                        show_progress=False, api_name=False, queue=False)
+    request = run.click(fn=_shown_unless_interrupted(generate), _js=_js("submit", config), inputs=generate.inputs,
+                        outputs=generate.outputs, show_progress=False, api_name=False, queue=False)
     request.then(fn=None, _js=_js("ended", config), inputs=[], outputs=[], show_progress=False)
 
 
