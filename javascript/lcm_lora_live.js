@@ -22,8 +22,8 @@
 // button, whose gradio event is the tab's own generation; `submit` below fills its arguments (the host's submit
 // function, with the live args set), `ended` runs when its result arrives (the event's `.then`): no polling
 // timer, no minimum duration. A cut is a click on another hidden button, whose event interrupts the host only
-// while it still runs that image's task (`cutTask`). The server's part (not saved, batch size 1, no per-step previews, TAESD decode):
-// lib_lcm_webui/live.py. What is known of the host's page: lcm_lora_host.js. The part above "the page" is pure
+// while it still runs that image's task (`cutTask`). The server's part (not saved, batch size 1, no per-step
+// previews, TAESD decode): lib_lcm_webui/live.py. What is known of the host's page: lcm_lora_host.js. The part above "the page" is pure
 // and tested with node --test (tests/js/live_logic.test.mjs); the page part too, with a stand-in host
 // (tests/js/live_page.test.mjs).
 
@@ -291,7 +291,6 @@ var lcmLoraLive = (function() {
         newState: newState,
         react: react,
         wait: wait,
-        cutWait: cutWait,
         drawSeed: drawSeed,
         normalise: normalise,
         switched: switched,

@@ -154,7 +154,7 @@ def note_if_interrupted() -> None:
     (live_ui: an interrupted live image leaves the one on screen). It is noted here because the host resets its
     `interrupted` flag as soon as its call returns, before the request's answer is made."""
     state = shared.state
-    if getattr(state, "interrupted", False) and getattr(state, "job", ""):
+    if state.interrupted and state.job:
         with _lock:
             _interrupted.append(state.job)
 
@@ -175,5 +175,5 @@ def interrupt_task(task_id) -> None:
     prompt's image stopped at its first step). Between the check and the interrupt another job could begin only
     within those two statements."""
     state = shared.state
-    if task_id and getattr(state, "job", "") == task_id:
+    if task_id and state.job == task_id:
         state.interrupt()

@@ -11,6 +11,7 @@ theirs when needed (:class:`WebUIFactory`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -216,7 +217,12 @@ NO_SSD1B = ("host limitation: this WebUI's model list has no SSD-1B entry, so it
 
 def host_loads_ssd1b(installation: Installation) -> bool:
     """False on the Forges whose model list has no SSD-1B entry (Forge Classic, Forge Neo)."""
-    lists = [installation.webui_dir / path for path in FORGE_MODEL_LISTS if (installation.webui_dir / path).is_file()]
+    return _model_lists_have_ssd1b(installation.webui_dir)
+
+
+@functools.cache
+def _model_lists_have_ssd1b(webui_dir: Path) -> bool:  # read once per checkout, not per test
+    lists = [webui_dir / path for path in FORGE_MODEL_LISTS if (webui_dir / path).is_file()]
     return not lists or any("class SSD1B" in path.read_text(encoding="utf-8") for path in lists)
 
 
